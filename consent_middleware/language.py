@@ -1,0 +1,71 @@
+"""The visitor's language: explicit choice, then the browser's ``Accept-Language``, then the default.
+
+(Geolocation, SPEC §4 step 2, joins this order in the language issue.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final
+
+__all__ = ["parse_accept_language", "resolve_language", "valid_language"]
+
+#: Only this much of a header is read: a browser sends well under 200 characters.
+MAX_HEADER_CHARS: Final = 1024
+MAX_RANGES: Final = 32
+LANGUAGE_RANGE: Final = re.compile(
+    r"\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*([0-9.]{1,5}))?\s*"
+)
+LANGUAGE_VALUE: Final = re.compile(r"[a-z]{2,3}")
+
+
+def parse_accept_language(header: str) -> list[tuple[str, float]]:
+    """Language ranges by preference (highest q first, then header order); malformed parts skipped."""
+    ranges: list[tuple[str, float]] = []
+    for part in header[:MAX_HEADER_CHARS].split(",")[:MAX_RANGES]:
+        match = LANGUAGE_RANGE.fullmatch(part)
+        if match is None:
+            continue
+        tag, q = match.group(1).lower(), match.group(2)
+        try:
+            quality = 1.0 if q is None else float(q)
+        except ValueError:
+            continue
+        if 0.0 < quality <= 1.0:
+            ranges.append((tag, quality))
+    ranges.sort(key=lambda item: -item[1])  # stable: header order breaks ties
+    return ranges
+
+
+def browser_languages(header: str, supported: Sequence[str]) -> list[str]:
+    """The supported languages the browser accepts, best first (``nl-BE`` counts for ``nl``)."""
+    found: list[str] = []
+    for tag, _ in parse_accept_language(header):
+        primary = tag.partition("-")[0]
+        if primary in supported and primary not in found:
+            found.append(primary)
+    return found
+
+
+def valid_language(value: str | None, supported: Sequence[str]) -> str | None:
+    """``value`` when it names a supported language (case-insensitive), else ``None``."""
+    if not value or len(value) > 8:
+        return None
+    code = value.lower()
+    return code if LANGUAGE_VALUE.fullmatch(code) and code in supported else None
+
+
+def resolve_language(
+    *,
+    explicit: str | None,
+    accept_language: str,
+    supported: Sequence[str],
+    default: str,
+) -> str:
+    """SPEC §4 order: explicit choice, then the browser's best supported match, then the default."""
+    chosen = valid_language(explicit, supported)
+    if chosen:
+        return chosen
+    matches = browser_languages(accept_language, supported)
+    return matches[0] if matches else default

@@ -1,0 +1,274 @@
+"""The consent cookie (sign, verify, rotate, expire) and the state the app reads (SPEC §2).
+
+The cookie holds only: consent id, policy version, granted categories, decision time, method.
+Anything that does not verify, parse, fit the schema, or belong to the current policy version
+reads as "no decision"; decoding never raises.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
+from types import MappingProxyType
+from typing import Final
+
+from itsdangerous import BadData, URLSafeSerializer
+
+from .registry import CONSENT_COOKIE, LANGUAGE_COOKIE, NECESSARY
+
+__all__ = [
+    "METHODS",
+    "ConsentState",
+    "CookieWriter",
+    "Decision",
+    "DecisionCodec",
+    "cookie_header",
+    "new_consent_id",
+]
+
+METHODS: Final = ("accept_all", "reject_all", "custom", "withdraw")
+#: itsdangerous salt: a signature made for another purpose never verifies as a decision.
+COOKIE_SALT: Final = "consent-middleware.decision.v1"
+#: Longer values are not even verified (the cookies we write stay far below this).
+MAX_COOKIE_LENGTH: Final = 1024
+#: A decision dated this far in the future is forged or from a broken clock.
+CLOCK_SKEW: Final = 300
+CONSENT_ID_PATTERN: Final = re.compile(r"[0-9a-f]{32}")
+
+
+def new_consent_id() -> str:
+    """A random 128-bit consent id."""
+    return secrets.token_hex(16)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the visitor chose, as stored in the signed cookie."""
+
+    consent_id: str
+    version: str
+    categories: frozenset[str]
+    decided_at: int
+    method: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedDecision:
+    decision: Decision
+    #: True when an older key verified it: the response re-signs it with the newest key.
+    needs_rotation: bool
+
+
+class DecisionCodec:
+    """Signs decisions with the newest key; verifies with any listed key (rotation)."""
+
+    def __init__(
+        self,
+        *,
+        secret_keys: tuple[str, ...],
+        policy_version: str,
+        max_age: timedelta,
+        categories: tuple[str, ...],
+    ) -> None:
+        # itsdangerous wants keys oldest first and signs with the last one.
+        self._newest = URLSafeSerializer(secret_keys[0], salt=COOKIE_SALT)
+        self._all = URLSafeSerializer(list(reversed(secret_keys)), salt=COOKIE_SALT)
+        self._version = policy_version
+        self._max_age = int(max_age.total_seconds())
+        self._categories = frozenset(categories) - {NECESSARY}
+
+    @property
+    def max_age(self) -> int:
+        return self._max_age
+
+    def encode(self, decision: Decision) -> str:
+        payload = [
+            decision.consent_id,
+            decision.version,
+            sorted(decision.categories),
+            decision.decided_at,
+            METHODS.index(decision.method),
+        ]
+        return self._newest.dumps(payload)
+
+    def decode(self, value: str | None, now: float | None = None) -> VerifiedDecision | None:
+        """The decision in a cookie value, or ``None`` for anything not a valid, live decision."""
+        if not value or len(value) > MAX_COOKIE_LENGTH:
+            return None
+        rotated = False
+        try:
+            payload = self._newest.loads(value)
+        except BadData:
+            try:
+                payload = self._all.loads(value)
+            except BadData:
+                return None
+            rotated = True
+        except Exception:  # a signed but undecodable payload (itsdangerous raises plain errors)
+            return None
+        decision = self._parse(payload, time.time() if now is None else now)
+        return None if decision is None else VerifiedDecision(decision, rotated)
+
+    def _parse(self, payload: object, now: float) -> Decision | None:
+        if not isinstance(payload, list) or len(payload) != 5:
+            return None
+        consent_id, version, categories, decided_at, method = payload
+        if not (
+            isinstance(consent_id, str)
+            and CONSENT_ID_PATTERN.fullmatch(consent_id)
+            and version == self._version
+            and isinstance(categories, list)
+            and all(isinstance(name, str) for name in categories)
+            and isinstance(decided_at, int)
+            and not isinstance(decided_at, bool)
+            and decided_at - CLOCK_SKEW <= now < decided_at + self._max_age
+            and isinstance(method, int)
+            and not isinstance(method, bool)
+            and 0 <= method < len(METHODS)
+        ):
+            return None
+        # A category the operator has since removed is simply no longer granted.
+        granted = frozenset(categories) & self._categories
+        return Decision(consent_id, self._version, granted, decided_at, METHODS[method])
+
+    def expires_at(self, decision: Decision) -> int:
+        return decision.decided_at + self._max_age
+
+
+class ConsentState:
+    """``request.state.consent``: what the visitor has decided, for the app to read.
+
+    Device data and the full IP (``device``, ``client_ip``, ``country``) are ``None`` until the
+    device category is granted; ``security_client_ip`` is the true address, for security use only.
+    """
+
+    __slots__ = (
+        "_granted",
+        "categories",
+        "client_ip",
+        "consent_id",
+        "country",
+        "decided",
+        "decision",
+        "device",
+        "expires_at",
+        "gpc",
+        "language",
+        "security_client_ip",
+        "version",
+    )
+
+    def __init__(
+        self,
+        *,
+        decision: Decision | None,
+        all_categories: tuple[str, ...],
+        expires_at: int | None,
+        version: str,
+        language: str,
+        gpc: bool,
+        security_client_ip: str | None,
+    ) -> None:
+        granted = {NECESSARY} | (decision.categories if decision else frozenset())
+        self.decision = decision
+        self.decided = decision is not None
+        self._granted = frozenset(granted)
+        self.categories: Mapping[str, bool] = MappingProxyType(
+            {name: name in granted for name in all_categories}
+        )
+        self.consent_id = decision.consent_id if decision else None
+        self.version = version
+        self.language = language
+        self.gpc = gpc
+        self.expires_at = datetime.fromtimestamp(expires_at, UTC) if expires_at is not None else None
+        self.security_client_ip = security_client_ip
+        # Filled in by the privacy layer once the device category is granted.
+        self.device: object | None = None
+        self.client_ip: str | None = None
+        self.country: str | None = None
+
+    def granted(self, category: str) -> bool:
+        """Whether the visitor has granted ``category`` (``necessary`` always is)."""
+        return category in self._granted
+
+    def as_json(self) -> dict[str, object]:
+        """The body of ``GET PREFIX`` (SPEC §6)."""
+        return {
+            "consent_id": self.consent_id,
+            "version": self.version,
+            "decided": self.decided,
+            "categories": dict(self.categories),
+            "language": self.language,
+            "expires_at": self.expires_at.isoformat().replace("+00:00", "Z") if self.expires_at else None,
+            "gpc": self.gpc,
+            "method": self.decision.method if self.decision else None,
+        }
+
+    def __repr__(self) -> str:
+        granted = ",".join(sorted(self._granted))
+        return f"<ConsentState decided={self.decided} granted={granted} language={self.language}>"
+
+
+def cookie_header(
+    name: str,
+    value: str,
+    *,
+    max_age: int,
+    secure: bool,
+    domain: str | None,
+    http_only: bool = True,
+    now: float | None = None,
+) -> str:
+    """A ``Set-Cookie`` value: ``Max-Age`` and ``Expires`` (old browsers), ``Path=/``, ``SameSite=Lax``."""
+    expires = formatdate((time.time() if now is None else now) + max_age, usegmt=True)
+    parts = [f"{name}={value}", "Path=/", f"Max-Age={max_age}", f"Expires={expires}", "SameSite=Lax"]
+    if domain:
+        parts.append(f"Domain={domain}")
+    if secure:
+        parts.append("Secure")
+    if http_only:
+        parts.append("HttpOnly")
+    return "; ".join(parts)
+
+
+class CookieWriter:
+    """The middleware's own ``Set-Cookie`` values: the decision and the language choice."""
+
+    def __init__(self, *, codec: DecisionCodec, domain: str | None, language_max_age: int) -> None:
+        self._codec = codec
+        self._domain = domain
+        self._language_max_age = language_max_age
+
+    def decision(self, decision: Decision, *, secure: bool, now: float | None = None) -> str:
+        """The cookie for ``decision``, living until the decision expires."""
+        current = time.time() if now is None else now
+        remaining = max(0, self._codec.expires_at(decision) - int(current))
+        return cookie_header(
+            CONSENT_COOKIE,
+            self._codec.encode(decision),
+            max_age=remaining,
+            secure=secure,
+            domain=self._domain,
+            now=current,
+        )
+
+    def language(self, code: str, *, secure: bool) -> str:
+        return cookie_header(
+            LANGUAGE_COOKIE, code, max_age=self._language_max_age, secure=secure, domain=self._domain
+        )
+
+    def pending(
+        self, verified: VerifiedDecision | None, new_language: str | None, *, secure: bool
+    ) -> list[str]:
+        """What any response to this request should set: a remembered language, a re-signed decision."""
+        headers = []
+        if new_language:
+            headers.append(self.language(new_language, secure=secure))
+        if verified is not None and verified.needs_rotation:
+            headers.append(self.decision(verified.decision, secure=secure))
+        return headers

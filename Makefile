@@ -4,14 +4,25 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit clean
+NODE_STAMP := node_modules/.installed
+
+.PHONY: demo test lint typecheck unit jstest clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The bundled country database (Apache-2.0). Its package pins maxminddb 1.5.4, which would drag
+	# geoip2 back to 3.x: install it alone; the middleware finds the file by itself.
+	$(BIN)/python -m pip install --quiet --no-deps 'python-geoacumen==2024.6.23'
 	@touch $(STAMP)
+
+# The banner script's tests: Node's built-in runner with jsdom (from package-lock.json).
+$(NODE_STAMP): package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "need Node.js 20+ and npm for the banner script tests"; exit 1; }
+	npm ci --silent --no-audit --no-fund
+	@touch $(NODE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/uvicorn examples.site:app --host 127.0.0.1 --port 8000
@@ -26,7 +37,10 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-test: lint typecheck unit
+jstest: $(NODE_STAMP)
+	node --test tests/js/
+
+test: lint typecheck jstest unit
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .locales import AVAILABLE_LANGUAGES
+from .privacy import WITHHELD_HEADERS
 from .registry import (
     BUILTIN_SERVICES,
     CONSENT_SERVICE_NAME,
@@ -28,7 +29,7 @@ from .registry import (
     consent_service,
 )
 
-__all__ = ["DEFAULT_GEOIP_DATABASE", "ConsentConfig"]
+__all__ = ["DEFAULT_GEOIP_DATABASE", "BundledDatabase", "ConsentConfig"]
 
 MIN_SECRET_LENGTH: Final = 32
 DEFAULT_MAX_AGE: Final = timedelta(days=182)  # CNIL: six months
@@ -46,14 +47,14 @@ KEY_ADVICE: Final = (
 )
 
 
-class _Bundled:
+class BundledDatabase:
     """Sentinel for the geolocation database shipped with the package."""
 
     def __repr__(self) -> str:
         return "DEFAULT_GEOIP_DATABASE"
 
 
-DEFAULT_GEOIP_DATABASE: Final = _Bundled()
+DEFAULT_GEOIP_DATABASE: Final = BundledDatabase()
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -178,7 +179,7 @@ class ConsentConfig:
     consent_max_age: timedelta = DEFAULT_MAX_AGE
     languages: tuple[str, ...] = AVAILABLE_LANGUAGES
     default_language: str = "en"
-    geoip_database: str | Path | _Bundled | None = DEFAULT_GEOIP_DATABASE
+    geoip_database: str | Path | BundledDatabase | None = DEFAULT_GEOIP_DATABASE
     trusted_proxies: tuple[Network, ...] = ()
     device_category: str = "analytics"
     services: tuple[Service, ...] = (GOOGLE_ANALYTICS,)
@@ -193,6 +194,7 @@ class ConsentConfig:
     cookie_domain: str | None = None
     csp: Mapping[str, tuple[str, ...]] | None = None
     csp_nonce_key: str = "csp_nonce"
+    withheld_headers: tuple[str, ...] = WITHHELD_HEADERS
     settings_button: bool = True
     texts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     registry: Registry = field(init=False, repr=False, compare=False)
@@ -218,7 +220,7 @@ class ConsentConfig:
                 f"default_language {self.default_language!r} is not among languages {list(self.languages)}"
             )
         if not (
-            self.geoip_database is None or isinstance(self.geoip_database, str | Path | _Bundled)
+            self.geoip_database is None or isinstance(self.geoip_database, str | Path | BundledDatabase)
         ):  # the file itself is opened (and warned about) by the geolocation module
             raise ValueError("geoip_database must be a path, None, or DEFAULT_GEOIP_DATABASE")
         set_(self, "trusted_proxies", _networks(self.trusted_proxies))
@@ -266,6 +268,10 @@ class ConsentConfig:
         if not isinstance(self.csp_nonce_key, str) or not self.csp_nonce_key:
             raise ValueError("csp_nonce_key must be a non-empty string")
         set_(self, "texts", _texts(self.texts, self.languages))
+        withheld = tuple(name.lower() for name in _strings(self.withheld_headers, "withheld_headers"))
+        if any(name in ("host", "cookie", "content-type", "content-length") for name in withheld):
+            raise ValueError("withheld_headers: Host, Cookie, Content-Type and Content-Length are needed")
+        set_(self, "withheld_headers", withheld)
 
     @classmethod
     def from_options(cls, config: ConsentConfig | str | Path | None = None, **options: Any) -> ConsentConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,8 @@ from starlette.types import Receive, Scope, Send
 
 from .assets import Assets
 from .config import ConsentConfig
+from .cookies import CookieRules
+from .csp import PAGE_POLICY
 from .registry import NECESSARY
 from .render import Renderer
 from .request import Visit, query_value
@@ -36,6 +39,8 @@ JSON_TYPE: Final = "application/json"
 STATIC_CACHE: Final = "public, max-age=31536000, immutable"
 PAGE_CACHE: Final = "private, no-cache"
 DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
+#: A CSP nonce is base64 (RFC 7636 alphabet too); anything else could break out of a header or attribute.
+NONCE_PATTERN: Final = re.compile(r"[A-Za-z0-9+/_-]{8,128}={0,2}")
 
 Handler = Callable[[Scope, Receive, Send, Visit], Awaitable[None]]
 
@@ -184,10 +189,17 @@ class Endpoints:
     """One instance per middleware; per-request data travels in the arguments only."""
 
     def __init__(
-        self, *, config: ConsentConfig, cookies: CookieWriter, renderer: Renderer, assets: Assets
+        self,
+        *,
+        config: ConsentConfig,
+        cookies: CookieWriter,
+        rules: CookieRules,
+        renderer: Renderer,
+        assets: Assets,
     ) -> None:
         self._config = config
         self._cookies = cookies
+        self._rules = rules
         self._renderer = renderer
         self._assets = assets
         self._optional = config.registry.optional_categories
@@ -312,6 +324,11 @@ class Endpoints:
         response.raw_headers.append(
             (b"set-cookie", self._cookies.decision(decision, secure=visit.peer.https).encode("latin-1"))
         )
+        # Withdrawing or narrowing removes what the refused categories left behind, HttpOnly ones too.
+        for header in self._rules.expiring(
+            visit.cookies, granted, host=visit.peer.host, secure=visit.peer.https
+        ):
+            response.raw_headers.append((b"set-cookie", header.encode("latin-1")))
         await response(scope, receive, send)
 
     def _page(self, body: str, visit: Visit) -> Response:
@@ -320,6 +337,7 @@ class Endpoints:
             "Vary": "Cookie, Sec-GPC, Accept-Language",
             "Content-Language": visit.state.language,
             "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": PAGE_POLICY,
         }
         return self._finish(Response(body, media_type="text/html", headers=headers), visit)
 
@@ -363,7 +381,7 @@ class Endpoints:
 
 
 def nonce_of(scope: Scope, key: str) -> str | None:
-    """The page's CSP nonce, when the app put one in ``scope["state"]``."""
+    """The page's CSP nonce, when the app put a well-formed one in ``scope["state"]``."""
     state = scope.get("state")
     value = state.get(key) if isinstance(state, dict) else None
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and NONCE_PATTERN.fullmatch(value) else None

@@ -1,15 +1,26 @@
-"""The visitor's language: explicit choice, then the browser's ``Accept-Language``, then the default.
+"""The visitor's language (SPEC §4): explicit choice, then geolocation with the browser breaking
+ties, then the browser's ``Accept-Language``, then the default.
 
-(Geolocation, SPEC §4 step 2, joins this order in the language issue.)
+Country languages come from CLDR through Babel (official and de-facto languages, most spoken
+first); no table is written by hand. ``prefer_browser_language`` swaps the two middle steps.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["parse_accept_language", "resolve_language", "valid_language"]
+from babel.languages import get_official_languages
+
+__all__ = [
+    "browser_languages",
+    "country_languages",
+    "parse_accept_language",
+    "resolve_language",
+    "valid_language",
+]
 
 #: Only this much of a header is read: a browser sends well under 200 characters.
 MAX_HEADER_CHARS: Final = 1024
@@ -18,6 +29,7 @@ LANGUAGE_RANGE: Final = re.compile(
     r"\s*([A-Za-z]{1,8}(?:-[A-Za-z0-9]{1,8})*|\*)\s*(?:;\s*q\s*=\s*([0-9.]{1,5}))?\s*"
 )
 LANGUAGE_VALUE: Final = re.compile(r"[a-z]{2,3}")
+COUNTRY_CODE: Final = re.compile(r"[A-Z]{2}")
 
 
 def parse_accept_language(header: str) -> list[tuple[str, float]]:
@@ -48,6 +60,15 @@ def browser_languages(header: str, supported: Sequence[str]) -> list[str]:
     return found
 
 
+@functools.lru_cache(maxsize=1024)
+def country_languages(country: str, supported: tuple[str, ...]) -> tuple[str, ...]:
+    """The supported official and de-facto languages of ``country``, most spoken first (CLDR)."""
+    if not COUNTRY_CODE.fullmatch(country):
+        return ()
+    spoken = (code.partition("_")[0] for code in get_official_languages(country, de_facto=True))
+    return tuple(code for code in dict.fromkeys(spoken) if code in supported)
+
+
 def valid_language(value: str | None, supported: Sequence[str]) -> str | None:
     """``value`` when it names a supported language (case-insensitive), else ``None``."""
     if not value or len(value) > 8:
@@ -60,12 +81,19 @@ def resolve_language(
     *,
     explicit: str | None,
     accept_language: str,
-    supported: Sequence[str],
+    supported: tuple[str, ...],
     default: str,
+    country: str | None = None,
+    prefer_browser: bool = False,
 ) -> str:
-    """SPEC §4 order: explicit choice, then the browser's best supported match, then the default."""
+    """SPEC §4: explicit choice; the country's languages, the browser breaking ties; the browser; default."""
     chosen = valid_language(explicit, supported)
     if chosen:
         return chosen
-    matches = browser_languages(accept_language, supported)
-    return matches[0] if matches else default
+    browser = browser_languages(accept_language, supported)
+    local = country_languages(country, supported) if country else ()
+    if prefer_browser and browser:
+        return browser[0]
+    if local:
+        return next((code for code in browser if code in local), local[0])
+    return browser[0] if browser else default

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
@@ -13,7 +15,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .assets import Assets
 from .config import ConsentConfig
+from .consent_mode import ConsentModeSnippet, uses_google_tags
+from .cookies import CookieRules
+from .csp import ContentSecurityPolicy
 from .endpoints import Endpoints, nonce_of
+from .gating import GatePolicy
+from .privacy import ACCEPT_CH, reduce_headers, truncate_ip
 from .registry import LANGUAGE_COOKIE_MAX_AGE
 from .render import Renderer
 from .request import Visit, VisitReader
@@ -67,7 +74,23 @@ class ConsentMiddleware:
         )
         self._reader = VisitReader(config=config_, codec=codec)
         self._cookies = cookies
-        self._endpoints = Endpoints(config=config_, cookies=cookies, renderer=self._renderer, assets=assets)
+        self.cookie_rules = CookieRules(
+            registry=config_.registry, block_unknown=config_.block_unknown_cookies
+        )
+        self._endpoints = Endpoints(
+            config=config_, cookies=cookies, rules=self.cookie_rules, renderer=self._renderer, assets=assets
+        )
+        self._consent_mode = (
+            ConsentModeSnippet() if config_.consent_mode and uses_google_tags(config_.registry) else None
+        )
+        self._csp = (
+            ContentSecurityPolicy(sources=config_.csp, registry=config_.registry)
+            if config_.csp is not None
+            else None
+        )
+        # One policy per set of granted categories: at most 2**categories, built on first use.
+        self._gates: dict[frozenset[str], GatePolicy] = {}
+        self._withheld_headers = tuple(name.encode("latin-1") for name in config_.withheld_headers)
         self._gpc_body = json.dumps({"gpc": True, "lastUpdate": GPC_LAST_UPDATE}).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,22 +120,86 @@ class ConsentMiddleware:
             scope["extensions"] = {
                 key: value for key, value in extensions.items() if key not in FILE_EXTENSIONS
             }
-        state = scope.setdefault("state", {})
+        if visit.cookies:
+            scope["headers"] = self._without_refused_cookies(scope["headers"], visit.granted)
+        client = scope.get("client")
+        if visit.device_granted:
+            # Behind trusted proxies the app gets the visitor's address, not the proxy's.
+            if client and visit.peer.client_ip:
+                scope["client"] = (visit.peer.client_ip, client[1])
+        else:
+            scope["client"] = (truncate_ip(visit.peer.client_ip), 0) if client else None
+            scope["headers"] = reduce_headers(scope["headers"], self._withheld_headers)
+        state = scope["state"] = dict(scope.get("state") or {})
         state["consent"] = visit.state
+        if self._csp is not None and not nonce_of(scope, self.config.csp_nonce_key):
+            # CSP mode needs a nonce for what it injects; the app may use this one for its own scripts.
+            state[self.config.csp_nonce_key] = secrets.token_urlsafe(18)
         return scope
+
+    def _without_refused_cookies(
+        self, headers: list[tuple[bytes, bytes]], granted: frozenset[str]
+    ) -> list[tuple[bytes, bytes]]:
+        """The app never sees cookies of categories the visitor refused."""
+        filtered = []
+        for name, value in headers:
+            if name == b"cookie":
+                kept = self.cookie_rules.filter_cookie_header(value, granted)
+                if kept == b"":
+                    continue
+                value = value if kept is None else kept
+            filtered.append((name, value))
+        return filtered
+
+    def gate(self, granted: frozenset[str]) -> GatePolicy | None:
+        policy = self._gates.get(granted)
+        if policy is None:
+            policy = self._gates[granted] = GatePolicy.build(self.config.registry, granted)
+        return policy if policy.refused else None
+
+    def head_markup(self, scope: Scope, visit: Visit) -> bytes:
+        """What goes right after ``<head>``: the Consent Mode defaults, while Google tags are declared."""
+        if self._consent_mode is None:
+            return b""
+        return self._consent_mode.render(visit.granted, nonce_of(scope, self.config.csp_nonce_key))
+
+    def placeholder_for(self, scope: Scope, visit: Visit) -> Callable[[str], bytes]:
+        """Renders, per gated iframe, the localized "this needs CATEGORY" block with its grant button."""
+        nonce = nonce_of(scope, self.config.csp_nonce_key)
+        next_path = current_path(scope)
+
+        def placeholder(category: str) -> bytes:
+            return self._renderer.placeholder(
+                language=visit.state.language,
+                category=category,
+                granted=visit.granted,
+                next_path=next_path,
+                nonce=nonce,
+                reload=self._csp is not None,
+            ).encode("utf-8")
+
+        return placeholder
+
+    def content_security_policy(self, scope: Scope, visit: Visit) -> str | None:
+        if self._csp is None:
+            return None
+        return self._csp.header(visit.granted, nonce_of(scope, self.config.csp_nonce_key))
 
     def body_markup(self, scope: Scope, visit: Visit) -> bytes:
         """What goes right after ``<body>``: the banner, or the settings control once decided."""
         nonce = nonce_of(scope, self.config.csp_nonce_key)
         next_path = current_path(scope)
         state = visit.state
+        if visit.bot:
+            return b""  # crawlers cannot consent; gating still applies to them
+        reload = self._csp is not None  # a loaded page's CSP cannot change: the script reloads instead
         if state.decided:
             markup = self._renderer.settings_control(
-                language=state.language, next_path=next_path, nonce=nonce
+                language=state.language, next_path=next_path, nonce=nonce, reload=reload
             )
         else:
             markup = self._renderer.banner(
-                language=state.language, next_path=next_path, nonce=nonce, gpc=state.gpc
+                language=state.language, next_path=next_path, nonce=nonce, gpc=state.gpc, reload=reload
             )
         return markup.encode("utf-8")
 
@@ -181,8 +268,13 @@ class PageResponder:
             await self._send(message)
 
     async def _start(self, message: Message) -> None:
+        middleware, visit = self._middleware, self._visit
+        raw = message.get("headers", [])
+        kept = middleware.cookie_rules.filter_set_cookies(raw, visit.granted)
+        # A copy: the app may reuse its header list (a module-level Response) for every request.
+        message = {**message, "headers": list(raw) if kept is None else kept}
         headers = MutableHeaders(scope=message)
-        for cookie in self._middleware.pending_cookies(self._visit):
+        for cookie in middleware.pending_cookies(visit):
             headers.append("Set-Cookie", cookie)
         status = message["status"]
         if status < 200 or status in (204, 304) or not is_rewritable_html(headers):
@@ -190,12 +282,23 @@ class PageResponder:
             return
         add_vary(headers)
         make_private(headers)
+        if visit.device_granted:
+            headers["Accept-CH"] = ACCEPT_CH
+        policy = middleware.content_security_policy(self._scope, visit)
+        if policy is not None:
+            headers.append("Content-Security-Policy", policy)
         if self._scope["method"] == "HEAD":
             # The GET body gets markup added, so its length is not this one's.
             del headers["content-length"]
             await self._send(message)
             return
-        self._rewriter = HtmlRewriter(body_html=self._middleware.body_markup(self._scope, self._visit))
+        gate = middleware.gate(visit.granted)
+        self._rewriter = HtmlRewriter(
+            head_html=middleware.head_markup(self._scope, visit),
+            body_html=middleware.body_markup(self._scope, visit),
+            gate=gate,
+            placeholder=middleware.placeholder_for(self._scope, visit) if gate is not None else None,
+        )
         self._held = message
 
     async def _body(self, message: Message, rewriter: HtmlRewriter) -> None:

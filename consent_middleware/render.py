@@ -1,5 +1,5 @@
-"""The consent UI as HTML (SPEC §3, §6): the banner, the settings control, and the standalone
-preferences and cookie-declaration pages.
+"""The consent UI as HTML (SPEC §3, §6): the banner, the settings control, the placeholder of a
+gated iframe, and the standalone preferences and cookie-declaration pages.
 
 The banner or the settings control goes into every HTML response, so rendering is cheap: each piece
 is rendered by Jinja2 once per (language, ...) with placeholders where the per-request values go
@@ -205,6 +205,7 @@ class Renderer:
         self._views = functools.lru_cache(maxsize=_CACHE_SIZE)(self._category_views)
         self._banner = functools.lru_cache(maxsize=_CACHE_SIZE)(self._render_banner)
         self._settings = functools.lru_cache(maxsize=_CACHE_SIZE)(self._render_settings)
+        self._placeholder = functools.lru_cache(maxsize=_CACHE_SIZE)(self._render_placeholder)
         self._preferences = functools.lru_cache(maxsize=_PREFERENCES_CACHE_SIZE)(self._render_preferences)
         self._cookies = functools.lru_cache(maxsize=_CACHE_SIZE)(self._render_cookies)
 
@@ -286,11 +287,15 @@ class Renderer:
             ),
         )
 
+    def _category_label(self, name: str, language: str) -> str:
+        category = self._registry.category(name)
+        return self._pick(category.label if category else "", f"category.{name}.label", language, name)
+
     def _category_views(self, language: str) -> tuple[_CategoryView, ...]:
         return tuple(
             _CategoryView(
                 name=category.name,
-                label=self._pick(category.label, f"category.{category.name}.label", language, category.name),
+                label=self._category_label(category.name, language),
                 description=self._pick(
                     category.description, f"category.{category.name}.description", language, ""
                 ),
@@ -322,14 +327,28 @@ class Renderer:
             "back": _BACK,
         }
 
-    def _render_banner(self, language: str, gpc: bool) -> _Parts:
+    def _render_banner(self, language: str, gpc: bool, reload: bool) -> _Parts:
         settings_label = self.text(language, "settings.label") if self._settings_button else ""
-        return _render(
-            "banner.html", {**self._context(language), "gpc": gpc, "settings_label": settings_label}
-        )
+        context = {**self._context(language), "gpc": gpc, "settings_label": settings_label, "reload": reload}
+        return _render("banner.html", context)
 
-    def _render_settings(self, language: str) -> _Parts:
-        return _render("settings.html", self._context(language))
+    def _render_settings(self, language: str, reload: bool) -> _Parts:
+        return _render("settings.html", {**self._context(language), "reload": reload})
+
+    def _render_placeholder(
+        self, language: str, category: str, granted: tuple[str, ...], reload: bool
+    ) -> _Parts:
+        label = self._category_label(category, language)
+        context = {
+            **self._context(language),
+            "category": category,
+            "granted": granted,
+            "reload": reload,
+            # str.replace, not str.format: an operator's text may hold other braces.
+            "text": self.text(language, "placeholder.text").replace("{category}", label),
+            "allow": self.text(language, "placeholder.allow").replace("{category}", label),
+        }
+        return _render("placeholder.html", context)
 
     def _render_preferences(self, language: str, gpc: bool, granted: tuple[str, ...]) -> _Parts:
         context = {
@@ -345,15 +364,51 @@ class Renderer:
 
     # -- public --------------------------------------------------------------------------------
 
-    def banner(self, *, language: str, next_path: str, nonce: str | None, gpc: bool) -> str:
-        """The markup injected after ``<body>`` while the visitor has not decided (SPEC §3)."""
-        return _fill(self._banner(self._language(language), bool(gpc)), _slot_values(nonce, next_path))
+    def banner(
+        self, *, language: str, next_path: str, nonce: str | None, gpc: bool, reload: bool = False
+    ) -> str:
+        """The markup injected after ``<body>`` while the visitor has not decided (SPEC §3).
 
-    def settings_control(self, *, language: str, next_path: str, nonce: str | None) -> str:
-        """The "cookie settings" link injected after a decision; ``""`` with ``settings_button=False``."""
+        ``reload`` (CSP mode) marks it ``data-consent-reload``: the script then reloads the page
+        after a choice instead of reviving the gated elements in place.
+        """
+        parts = self._banner(self._language(language), bool(gpc), bool(reload))
+        return _fill(parts, _slot_values(nonce, next_path))
+
+    def settings_control(
+        self, *, language: str, next_path: str, nonce: str | None, reload: bool = False
+    ) -> str:
+        """The "cookie settings" link injected after a decision; ``""`` with ``settings_button=False``.
+
+        ``reload`` as for :meth:`banner` (a placeholder's choice on this page then reloads it).
+        """
         if not self._settings_button:
             return ""
-        return _fill(self._settings(self._language(language)), _slot_values(nonce, next_path))
+        return _fill(self._settings(self._language(language), bool(reload)), _slot_values(nonce, next_path))
+
+    def placeholder(
+        self,
+        *,
+        language: str,
+        category: str,
+        granted: frozenset[str],
+        next_path: str,
+        nonce: str | None,
+        reload: bool = False,
+    ) -> str:
+        """What stands in for an iframe gated by ``category`` (inserted right before it, SPEC §3).
+
+        A localized line ("This content uses “Marketing” cookies, ...") and a form posting a ``custom``
+        decision granting ``category`` on top of the optional categories in ``granted``, so it
+        works without JavaScript; with the banner script it is posted as JSON and the iframe comes
+        alive in place. It also links the stylesheet and the script (both load once per page, and
+        are needed when the settings control is turned off). ``reload`` as for :meth:`banner`.
+        """
+        kept = tuple(
+            name for name in self._registry.optional_categories if name in granted and name != category
+        )
+        parts = self._placeholder(self._language(language), category, kept, bool(reload))
+        return _fill(parts, _slot_values(nonce, next_path))
 
     def preferences_page(
         self, *, language: str, next_path: str, granted: frozenset[str], gpc: bool, nonce: str | None

@@ -1,42 +1,128 @@
-"""Streaming HTML rewriter: injects markup into an HTML response while it streams.
+"""Streaming HTML rewriter: injects markup into an HTML response while it streams, and gates the
+elements of refused categories (SPEC §3).
 
 The rewriter reads raw bytes and never decodes the page, so it works for any ASCII-compatible
-charset: everything it looks for (``<``, ``>``, quotes, tag names) is ASCII, and every byte it does
-not insert is passed on unchanged. It is a small tokenizer following the states of the WHATWG HTML
-tokenizer that matter for finding real start tags: tags with quoted attribute values, comments
-(with their ``<!-->`` quirks), bogus comments (``<!DOCTYPE>``, ``<?xml?>``, ``</ x>``), the raw
-text of ``script``/``style``/``textarea``/... and ``<plaintext>``.
+charset: everything it looks for (``<``, ``>``, quotes, tag and attribute names) is ASCII, and every
+byte it does not insert is passed on unchanged. It is a small tokenizer following the states of the
+WHATWG HTML tokenizer that matter for finding real start tags: tags with quoted attribute values,
+comments (with their ``<!-->`` quirks), bogus comments (``<!DOCTYPE>``, ``<?xml?>``, ``</ x>``), the
+raw text of ``script``/``style``/``textarea``/... and ``<plaintext>``. ``<noscript>`` content is
+ordinary markup (a browser without scripts reads it so), so elements inside it are gated too.
+Foreign content is not modelled: inside ``<svg>`` a ``<style>`` or ``<script>`` is read as the HTML
+element would be.
 
-Streaming: ``feed`` returns everything it can decide and holds back only an undecided tail (an
-unfinished tag of at most :data:`MAX_TAG_BYTES`, or the few bytes that may begin ``<!--``, ``-->``
-or a raw-text end tag). Text is skipped with ``bytes.find`` and compiled patterns, never byte by
-byte in Python. Once every insertion is placed the rewriter becomes a pass-through, unless a
-subclass or later feature asks to keep scanning (see ``_keep_scanning``).
+Speed: one compiled, case-sensitive regex (:func:`_skip_pattern`) skips, in C, runs of text and
+whole ordinary tags (quoted values, complete comments and doctypes included) and stops only where
+Python has work to do: start tags of the raw-text elements and of ``head``/``body``; when gating,
+also tags with a ``data-consent`` attribute, ``script``/``iframe`` start tags, and
+``img``/``image``/``source``/``link`` start tags whose values may name a host; and any unusual or
+unfinished construct, which the exact (slower) path then reads. The fast pattern accepts a tag only
+in a simple form whose end it knows for certain, so it never changes the output (a property test
+compares both paths). The regex engine's per-tag cost bounds the speed on tag-dense pages; each
+element acted on costs a few microseconds of Python.
+
+Streaming: ``feed`` returns everything it can decide and holds back only an undecided tail: an
+unfinished tag of at most :data:`MAX_TAG_BYTES`, the few bytes that may begin ``<!--``, ``-->`` or
+a raw-text end tag, or, when gating, an inline script up to its end tag (at most
+:data:`MAX_INLINE_SCRIPT_BYTES` of body). Once every insertion is placed and nothing is to be
+gated (no policy, or one refusing nothing), the rewriter becomes a pass-through.
+
+Gating (with a :class:`~consent_middleware.gating.GatePolicy` that refuses something; what is gated
+is listed in :mod:`consent_middleware.gating`) makes an element inert in a reversible way:
+attributes are inserted right after the tag name and existing attribute names are prefixed, values
+are never rewritten:
+
+- every gated element gets `` data-consent="CAT"`` (unless it has a ``data-consent`` attribute);
+- a script also gets `` type="text/plain"``, and each ``type`` attribute it had becomes
+  ``data-consent-type``; other elements have each ``src``, ``href``, ``srcset`` and
+  ``imagesrcset`` attribute renamed ``data-consent-src`` (...), every occurrence (a browser reads
+  the first of duplicates, so renaming only that one would let the next load);
+- a gated iframe gets the ``placeholder(category)`` markup right before it, unless it is an
+  invisible tracking frame (``width`` or ``height`` 0, ``display:none``, ``visibility:hidden``),
+  where a placeholder would add a box that was never there, or its ``data-consent`` names no
+  category of the registry (``placeholder`` is only ever called with a registry category).
+
+Which elements are looked at: ``script`` (``src``), ``iframe`` (``src``), ``img`` (``src``,
+``srcset``), ``image`` (browsers read it as ``img``; also ``href`` for the SVG one), ``source``
+(``src``, ``srcset``), ``link`` (``href``, ``imagesrcset``, only with a ``rel`` that loads or
+connects), inline scripts by their body, and any element with ``data-consent``. Of duplicate
+attributes the first counts. A script that does not run (``type`` neither empty, ``module`` nor a
+JavaScript MIME type) is never touched, ``data-consent`` or not. An explicit ``data-consent``
+decides over what the URL or body would say (the operator's word: ``data-consent="necessary"``
+exempts a script, e.g. a minified one calling its own function ``ga``).
+
+Limits, by design: a start tag longer than :data:`MAX_TAG_BYTES` is streamed unchanged, never
+gated; an inline script whose body exceeds :data:`MAX_INLINE_SCRIPT_BYTES` is passed through
+ungated (deciding needs its whole body, and holding more would let one page hold unbounded memory
+and delay the response); an inline script still open when the stream ends is decided on the body
+it has.
 """
 
 from __future__ import annotations
 
 import enum
+import html
 import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from typing import ClassVar, Final, NamedTuple, TypeAlias
+
+from .gating import GatePolicy
+
+__all__ = ["MAX_INLINE_SCRIPT_BYTES", "MAX_TAG_BYTES", "HtmlRewriter"]
 
 #: A tag longer than this is not buffered: it is passed on unchanged as it streams (its quotes are
 #: still tracked so scanning resumes after its real end). Bounds what ``feed`` may hold back.
 MAX_TAG_BYTES: Final = 64 * 1024
+#: An inline script is held until its end tag to decide whether it is gated; one whose body is
+#: longer than this is passed through ungated.
+MAX_INLINE_SCRIPT_BYTES: Final = 256 * 1024
 
 HEAD: Final = b"head"
 BODY: Final = b"body"
 SCRIPT: Final = b"script"
 PLAINTEXT: Final = b"plaintext"
+IFRAME: Final = b"iframe"
+LINK: Final = b"link"
 
 #: Elements whose content is text up to their own end tag (RAWTEXT and RCDATA in the HTML spec).
 #: ``script`` has extra escape rules and ``noscript`` is deliberately absent: tags inside it are
-#: real for a browser without scripts, and the gating feature rewrites them.
+#: real for a browser without scripts, and gating rewrites them.
 RAW_TEXT_ELEMENTS: Final = frozenset(
     {b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes"}
 )
+
+#: Per element gated for its URLs: the attributes holding them (``image`` is read as ``img`` by
+#: browsers, and as an SVG image with ``href`` inside ``<svg>``).
+URL_ATTRIBUTES: Final = {
+    SCRIPT: (b"src",),
+    IFRAME: (b"src",),
+    b"img": (b"src", b"srcset"),
+    b"image": (b"src", b"srcset", b"href"),
+    b"source": (b"src", b"srcset"),
+    LINK: (b"href", b"imagesrcset"),
+}
+_SRCSET_ATTRIBUTES: Final = frozenset({b"srcset", b"imagesrcset"})
+#: The attributes a gated element other than a script has renamed.
+RENAMED_ATTRIBUTES: Final = frozenset({b"src", b"href", b"srcset", b"imagesrcset"})
+#: A ``link`` is gated only when it loads or connects: one of these in its ``rel``.
+LINK_RELS: Final = frozenset(
+    {b"preconnect", b"dns-prefetch", b"preload", b"modulepreload", b"prefetch", b"stylesheet"}
+)
+#: Script types a browser runs (besides none, empty and "module"); parameters are ignored here,
+#: so a script that a browser would not run is gated rather than one that it runs left alone.
+JAVASCRIPT_TYPES: Final = frozenset(
+    {
+        b"application/ecmascript", b"application/javascript", b"application/x-ecmascript",
+        b"application/x-javascript", b"text/ecmascript", b"text/javascript", b"text/javascript1.0",
+        b"text/javascript1.1", b"text/javascript1.2", b"text/javascript1.3", b"text/javascript1.4",
+        b"text/javascript1.5", b"text/jscript", b"text/livescript", b"text/x-ecmascript",
+        b"text/x-javascript", b"module",
+    }
+)  # fmt: skip
+MARKER: Final = b"data-consent"
+_RENAME_PREFIX: Final = b"data-consent-"
+_INERT_TYPE: Final = b' type="text/plain"'
 
 _Buffer: TypeAlias = bytes | bytearray
 
@@ -55,6 +141,8 @@ _COMMENT_OPEN: Final = b"<!--"
 #: A comment ends at ``-->`` or ``--!>``; the shorter quirky endings are handled at its start.
 _COMMENT_END_RE: Final = re.compile(rb"--!?>")
 _COMMENT_END_PREFIXES: Final = (b"--!", b"--", b"-")
+#: In a script only "</" (maybe its end tag) and "<!" (maybe "<!--") change state.
+_SCRIPT_MARKUP_RE: Final = re.compile(rb"<[/!]")
 #: Inside ``<!--`` in a script, both ``<`` (maybe ``</script``) and ``-->`` change state.
 _SCRIPT_ESCAPE_RE: Final = re.compile(rb"<|-->")
 _SCRIPT_ESCAPE_END_PREFIXES: Final = (b"--", b"-")
@@ -71,6 +159,170 @@ _COMPLETE_TAG_RE: Final = re.compile(
     rb"|(?![\t\n\f\r ]*+=))"  # ... or without one
     rb")*+>"
 )
+#: One attribute of a complete tag, from after the tag name or the previous attribute, with the
+#: same reading as _COMPLETE_TAG_RE. Group 1 is the name, the value is group 2 (double-quoted), 3
+#: (single-quoted) or 4 (unquoted). No value and an empty one are read alike: none of the uses
+#: here tells them apart (an empty ``type`` is JavaScript, an empty ``data-consent`` no category).
+_ATTRIBUTE_RE: Final = re.compile(
+    rb"[\t\n\f\r /]*+([^\t\n\f\r />][^\t\n\f\r />=]*+)"
+    rb"(?:[\t\n\f\r ]*+=[\t\n\f\r ]*+(?:\"([^\"]*+)\"|'([^']*+)'|([^\t\n\f\r >\"'][^\t\n\f\r >]*+)|(?=>)))?"
+)
+
+
+def _any_case(literal: bytes) -> bytes:
+    """A pattern matching ``literal`` (lower case) in any ASCII case, without re.IGNORECASE."""
+    return b"".join(
+        b"[%c%c]" % (byte, byte - 32) if 97 <= byte <= 122 else re.escape(bytes([byte])) for byte in literal
+    )
+
+
+def _skip_pattern(
+    stop_names: Iterable[bytes], *, stop_at_marker: bool, hostless_names: Iterable[bytes] = ()
+) -> re.Pattern[bytes]:
+    """The fast path: a pattern whose match from any position of the DATA state ends at the next
+    ``<`` that Python must read (or at the end of the buffer).
+
+    It consumes text, a ``<`` that starts no tag, complete comments and bogus comments, complete
+    end tags and complete start tags whose name is not in ``stop_names`` (and, with
+    ``stop_at_marker``, that have no ``data-consent`` attribute). A tag is consumed only in a simple
+    form whose end is certain: attribute names without quotes or a leading "=", values right after
+    "=" (quoted or not), separated by whitespace or "/". Any other tag stops the match, as does any
+    construct not finished in the buffer; the exact path reads it.
+
+    A start tag named in ``hostless_names`` (also in ``stop_names``) is consumed too when none of
+    its values can hold a URL with a host: no ":" (no scheme), no "\\" and no "//" (not even with
+    tabs or newlines between, which URL parsing drops), no "&" (no character reference hiding one).
+    """
+    by_first: dict[int, list[bytes]] = {}
+    for name in stop_names:
+        by_first.setdefault(name[0], []).append(name[1:])
+    plain_letters = bytes(byte for byte in range(ord("a"), ord("z") + 1) if byte not in by_first)
+    # First letter of a tag name that is no stop name: letters no stop name starts with, or one
+    # that does when what follows does not complete a stop name.
+    name_starts = [b"[" + plain_letters + plain_letters.upper() + b"]"]
+    for first, rests in sorted(by_first.items()):
+        rest = b"|".join(_any_case(tail) for tail in sorted(rests, key=len, reverse=True))
+        name_starts.append(_any_case(bytes([first])) + rb"(?!(?:" + rest + rb")[\t\n\f\r />])")
+    attribute_start = rb"[^\t\n\f\r />=\"']"
+    if stop_at_marker:
+        attribute_start = rb"(?:[^\t\n\f\r />=\"'dD]|[dD](?!" + _any_case(MARKER[1:]) + rb"[\t\n\f\r />=]))"
+
+    def attributes(double: bytes, single: bytes, unquoted: bytes) -> bytes:
+        """Attributes up to the tag's ">", each value a run of the given value patterns."""
+        return (
+            rb"(?:[\t\n\f\r /]++"
+            + attribute_start
+            + rb"[^\t\n\f\r />=\"']*+"
+            + rb"(?:=(?:\""
+            + double
+            + rb"\"|'"
+            + single
+            + rb"'|"
+            + unquoted
+            + rb")|)"
+            + rb")*+[\t\n\f\r /]*+>"
+        )
+
+    tag_rest = (
+        rb"[^\t\n\f\r />]*+(?:>|"
+        + attributes(rb"[^\"]*+", rb"[^']*+", rb"[^\t\n\f\r >\"'][^\t\n\f\r >]*+")
+        + rb")"
+    )
+    alternatives = [(rb"(?:/[A-Za-z]|" + b"|".join(name_starts) + rb")") + tag_rest]  # end or start tag
+    hostless = b"|".join(_any_case(name) for name in sorted(hostless_names, key=len, reverse=True))
+    if hostless:
+        # A "/" not followed (maybe after tabs and newlines) by another: no "//" in the value.
+        slash = rb"/(?![\t\n\r]*+/)"
+        alternatives.append(
+            rb"(?:"
+            + hostless
+            + rb")(?=[\t\n\f\r />])"
+            + attributes(
+                rb"(?:[^\"\\:&/]++|" + slash + rb")*+",
+                rb"(?:[^'\\:&/]++|" + slash + rb")*+",
+                rb"(?:[^\t\n\f\r >\"'\\:&/]|" + slash + rb")(?:[^\t\n\f\r >\\:&/]++|" + slash + rb")*+",
+            )
+        )
+    alternatives += [
+        rb"!--(?:-?>|(?:[^-]++|-(?!-!?>))*+--!?>)",  # a comment, "<!-->" and "<!--->" included
+        rb"!(?!--)[^>]*+>",  # <!DOCTYPE ...>, <![CDATA[...]> and any <!...>: up to the first ">"
+        rb"\?[^>]*+>",
+        rb"/(?![A-Za-z])[^>]*+>",  # "</>", "</ x>"
+        rb"(?=[^A-Za-z/!?])",  # a "<" that starts nothing
+    ]
+    return re.compile(rb"(?:[^<]*+<(?:" + b"|".join(alternatives) + rb"))*+[^<]*+")
+
+
+_RAW_TEXT_STARTS: Final = RAW_TEXT_ELEMENTS | {SCRIPT, PLAINTEXT}
+#: While only insertions are due: stop at what changes the tokenizer state and at head/body.
+_INSERTION_SKIP_RE: Final = _skip_pattern(_RAW_TEXT_STARTS | {HEAD, BODY}, stop_at_marker=False)
+#: While gating: also at every element gated for its URLs that may name a host, and at
+#: data-consent attributes.
+_GATING_SKIP_RE: Final = _skip_pattern(
+    _RAW_TEXT_STARTS | {HEAD, BODY} | URL_ATTRIBUTES.keys(),
+    stop_at_marker=True,
+    hostless_names=URL_ATTRIBUTES.keys() - _RAW_TEXT_STARTS,
+)
+
+
+def _attributes(tag: bytes, at: int) -> dict[bytes, bytes]:
+    """The attributes of the complete tag ``tag`` read from ``at`` (just after the tag name): lower
+    case name to value as written (character references not decoded). Of several attributes of one
+    name, the first counts, as in a browser."""
+    return {
+        name.lower(): double or single or unquoted
+        for name, double, single, unquoted in reversed(_ATTRIBUTE_RE.findall(tag, at))
+    }
+
+
+def _renamed(tag: bytes, at: int, insertion: bytes, names: Collection[bytes]) -> bytes:
+    """``tag`` with ``insertion`` at ``at`` (just after the tag name) and ``data-consent-`` before the
+    name of each attribute whose lower-case name is in ``names``."""
+    parts = [tag[:at], insertion]
+    previous = at
+    for attribute in _ATTRIBUTE_RE.finditer(tag, at):
+        if attribute.group(1).lower() in names:
+            position = attribute.start(1)
+            parts += (tag[previous:position], _RENAME_PREFIX)
+            previous = position
+    parts.append(tag[previous:])
+    return b"".join(parts)
+
+
+_SCRIPT_NAME_END: Final = 1 + len(SCRIPT)
+
+
+def _inert_script(tag: bytes, category: str | None) -> bytes:
+    """A script start tag that does not run: ``type="text/plain"`` first, its own type kept as
+    ``data-consent-type``, and ``category`` named (None: the tag names one already)."""
+    insertion = (
+        _INERT_TYPE if category is None else b' data-consent="%s"%s' % (category.encode(), _INERT_TYPE)
+    )
+    return _renamed(tag, _SCRIPT_NAME_END, insertion, (b"type",))
+
+
+def _decoded(value: bytes) -> bytes:
+    """An attribute value with its character references decoded (``&#47;`` is "/")."""
+    if b"&" not in value:
+        return value
+    return html.unescape(value.decode("latin-1")).encode("utf-8", "replace")
+
+
+def _is_executable(script_type: bytes | None) -> bool:
+    """Whether a browser runs a script whose ``type`` attribute is ``script_type``."""
+    if script_type is None:
+        return True
+    essence = script_type.partition(b";")[0].strip(_WHITESPACE).lower()
+    return not essence or essence in JAVASCRIPT_TYPES
+
+
+def _is_invisible_frame(attributes: dict[bytes, bytes]) -> bool:
+    """An iframe no visitor sees (a tracking frame): a placeholder in its place would add a box."""
+    for name in (b"width", b"height"):
+        if attributes.get(name, b"-").strip(_WHITESPACE).lower() in (b"0", b"0px"):
+            return True
+    style = attributes.get(b"style", b"").lower().translate(None, _WHITESPACE)
+    return b"display:none" in style or b"visibility:hidden" in style
 
 
 class _Mode(enum.IntEnum):  # IntEnum: hashed in C, for the handler lookup per mode switch
@@ -199,34 +451,53 @@ def _partial_suffix(data: _Buffer, start: int, prefixes: tuple[bytes, ...]) -> i
 
 class HtmlRewriter:
     """Inserts ``head_html`` after the first ``<head>`` tag and ``body_html`` after the first
-    ``<body>`` tag of one streamed HTML response. Use one instance per response::
+    ``<body>`` tag of one streamed HTML response, and makes inert the elements that ``gate``
+    refuses. Use one instance per response::
 
-        rewriter = HtmlRewriter(body_html=b"<div id=banner></div>")
+        rewriter = HtmlRewriter(body_html=b"<div id=banner></div>", gate=policy, placeholder=render)
         for chunk in chunks:
             send(rewriter.feed(chunk))
         send(rewriter.close())
 
-    The output is the input with the insertions added and no other byte changed, whatever the chunk
-    boundaries. Without a ``<head>``, ``head_html`` goes just before ``body_html``; whatever was not
-    placed when the stream ends is appended by :meth:`close`.
+    The output is the input with the insertions added, gated elements made inert, and no other byte
+    changed, whatever the chunk boundaries. Without a ``<head>``, ``head_html`` goes just before
+    ``body_html``; whatever was not placed when the stream ends is appended by :meth:`close`.
+    ``placeholder(category)`` gives the markup put before a gated iframe (None: nothing).
     """
 
-    def __init__(self, *, head_html: bytes = b"", body_html: bytes = b"") -> None:
+    def __init__(
+        self,
+        *,
+        head_html: bytes = b"",
+        body_html: bytes = b"",
+        gate: GatePolicy | None = None,
+        placeholder: Callable[[str], bytes] | None = None,
+    ) -> None:
         # What is still to be placed; emptied once placed, so each goes in at most once.
         self._head_html = head_html
         self._body_html = body_html
-        # The gating feature sets this to keep tokenizing (and rewriting tags) after the insertions.
-        self._keep_scanning = False
+        # Gating: only a policy that refuses something needs the page scanned at all.
+        self._gate = gate if gate is not None and gate.active else None
+        self._placeholder = placeholder
+        self._placeholders: dict[str, bytes] = {}
+        self._keep_scanning = self._gate is not None
+        self._skip = (_INSERTION_SKIP_RE if self._gate is None else _GATING_SKIP_RE).match
         self._mode = _Mode.DATA
         # The undecided tail of the input so far; grows in place while a split tag is being held.
         self._pending = bytearray()
+        # Where scanning resumes in the next buffer (past held bytes already scanned).
+        self._resume = 0
         # Per-call cursor over the buffer being scanned: bytes before `_mark` are already in `_out`,
-        # bytes from `_mark` to `_pos` are decided and go out unchanged.
+        # bytes from `_mark` to `_pos` are decided and go out unchanged (unless a script is held).
         self._out: list[bytes | bytearray] = []
         self._mark = 0
         self._pos = 0
         # RAW_TEXT: the lower-case name whose end tag closes the element.
         self._raw_text_end = b""
+        # An inline script held until its end tag decides it: buffer positions of its "<" and of
+        # its body's start, or -1.
+        self._held_at = -1
+        self._held_body = 0
         # Incremental tag scanner (modes TAG and LONG_TAG); positions index the current buffer.
         self._tag_start = 0
         self._tag_scan = 0
@@ -254,8 +525,16 @@ class HtmlRewriter:
     def close(self) -> bytes:
         """End of the stream: return the held-back tail and whatever was not placed yet."""
         # A held tail is never a finished tag (an unfinished one is no tag at end of input), so it
-        # goes out unchanged.
-        rest = bytes(self._pending) + self._head_html + self._body_html
+        # goes out unchanged; but a script left open runs in a browser, so it is decided on the body
+        # it has.
+        rest = bytes(self._pending)
+        if self._held_at >= 0:
+            self._out, self._mark = [], 0
+            self._decide_script(rest, len(rest))
+            self._out.append(rest[self._mark :])
+            rest = b"".join(self._out)
+            self._out = []
+        rest += self._head_html + self._body_html
         self._pending = bytearray()
         self._head_html = self._body_html = b""
         self._mode = _Mode.PASS_THROUGH
@@ -263,18 +542,22 @@ class HtmlRewriter:
 
     # ----------------------------------------------------------------- hooks
 
-    def _on_start_tag(self, name: bytes, raw: bytes) -> bytes:
-        """Return the bytes to emit in place of one complete start tag.
+    def _on_start_tag(self, name: bytes, raw: bytes) -> bytes | None:
+        """Return the bytes to emit in place of one complete start tag, or None to hold it (an
+        inline script, decided by its body at its end tag).
 
-        ``name`` is the lower-cased tag name, ``raw`` the tag's bytes from ``<`` to ``>``. The
-        gating feature rewrites ``raw`` here. Tags over MAX_TAG_BYTES never come here: they are
-        streamed unchanged, and only `_take_insertions` runs after them.
+        ``name`` is the lower-cased tag name, ``raw`` the tag's bytes from ``<`` to ``>``. Tags over
+        MAX_TAG_BYTES never come here: they are streamed unchanged, and only `_take_insertions`
+        runs after them.
         """
-        if name in _INSERTION_TAGS:
+        emitted: bytes | None = raw
+        if self._gate is not None:
+            emitted = self._gate_start_tag(self._gate, name, raw)
+        if emitted is not None and name in _INSERTION_TAGS:
             insertion = self._take_insertions(name)
             if insertion:
-                return raw + insertion
-        return raw
+                return emitted + insertion
+        return emitted
 
     def _take_insertions(self, name: bytes) -> bytes:
         """The markup due right after the start tag ``name``, marked as placed."""
@@ -287,25 +570,116 @@ class HtmlRewriter:
             return b""
         return insertion
 
+    # ----------------------------------------------------------------- gating
+
+    def _gate_start_tag(self, gate: GatePolicy, name: bytes, raw: bytes) -> bytes | None:
+        """``raw`` made inert if gated, ``raw`` itself if not, None to hold an inline script."""
+        if name == SCRIPT:
+            return self._gate_script_tag(gate, raw)
+        if name in URL_ATTRIBUTES:
+            if not gate.may_gate_tag(raw.translate(None, b"\t\n\r").lower()):
+                return raw
+        elif MARKER not in raw.lower():
+            return raw
+        name_end = 1 + len(name)
+        attributes = _attributes(raw, name_end)
+        marker = attributes.get(MARKER)
+        if marker is not None:
+            category = gate.category_for_marker(marker)
+            insertion = b""
+        elif name not in URL_ATTRIBUTES:  # "data-consent" was part of another attribute
+            return raw
+        else:
+            category = self._url_category(gate, name, attributes)
+            insertion = b' data-consent="%s"' % category.encode() if category is not None else b""
+        if category is None:
+            return raw
+        inert = _renamed(raw, name_end, insertion, RENAMED_ATTRIBUTES)
+        if (
+            name == IFRAME
+            and self._placeholder is not None
+            and category in gate.categories  # not for a data-consent value naming no category
+            and not _is_invisible_frame(attributes)
+        ):
+            return self._placeholder_for(category) + inert
+        return inert
+
+    @staticmethod
+    def _url_category(gate: GatePolicy, name: bytes, attributes: dict[bytes, bytes]) -> str | None:
+        """The refused category of the first URL of an element gated for its URLs."""
+        if name == LINK and LINK_RELS.isdisjoint(attributes.get(b"rel", b"").lower().split()):
+            return None
+        for attribute in URL_ATTRIBUTES[name]:
+            value = attributes.get(attribute)
+            if value is None:
+                continue
+            if attribute in _SRCSET_ATTRIBUTES:
+                category = gate.category_for_srcset(_decoded(value))
+            else:
+                category = gate.category_for_url(_decoded(value))
+            if category is not None:
+                return category
+        return None
+
+    def _gate_script_tag(self, gate: GatePolicy, raw: bytes) -> bytes | None:
+        attributes = _attributes(raw, _SCRIPT_NAME_END)
+        if not _is_executable(attributes.get(b"type")):
+            return raw  # JSON, templates, a script already inert, ...: data, not code
+        marker = attributes.get(MARKER)
+        if marker is not None:  # the operator's word decides, whatever the script loads
+            return raw if gate.category_for_marker(marker) is None else _inert_script(raw, None)
+        src = attributes.get(b"src")
+        if src is None:
+            return None  # inline: decided by its body
+        category = gate.category_for_url(_decoded(src))
+        return raw if category is None else _inert_script(raw, category)
+
+    def _decide_script(self, data: _Buffer, body_end: int) -> None:
+        """The held inline script's body ends at ``body_end``: emit its start tag, inert if gated."""
+        start, body_start = self._held_at, self._held_body
+        self._held_at = -1
+        gate = self._gate
+        if gate is None or body_end - body_start > MAX_INLINE_SCRIPT_BYTES:
+            return
+        category = gate.category_for_inline_script(bytes(data[body_start:body_end]))
+        if category is not None:
+            self._replace(data, start, body_start, _inert_script(bytes(data[start:body_start]), category))
+
+    def _placeholder_for(self, category: str) -> bytes:
+        markup = self._placeholders.get(category)
+        if markup is None and self._placeholder is not None:
+            markup = self._placeholders[category] = self._placeholder(category)
+        return markup or b""
+
     # ----------------------------------------------------------------- driver
 
     def _process(self, data: _Buffer) -> bytes:
         """Scan ``data`` (the held tail plus the new chunk), return what is decided, hold the rest."""
         self._out = out = []
-        self._mark = self._pos = 0
+        self._mark = 0
+        self._pos = self._resume
         end = len(data)
         while self._pos < end:
             if self._mode is _Mode.PASS_THROUGH:
                 self._pos = end
             elif not self._HANDLERS[self._mode](self, data):
                 break  # data[self._pos:] is undecided until more input comes
-        hold = self._pos
+        if self._held_at >= 0 and self._pos - self._held_body > MAX_INLINE_SCRIPT_BYTES:
+            self._held_at = -1  # too long to hold: the script goes out as it is, ungated
+        hold = self._pos if self._held_at < 0 else self._held_at
         if hold > self._mark:
             out.append(data[self._mark : hold])
         if data is self._pending:
             del self._pending[:hold]
         elif hold < end:
             self._pending += data[hold:]
+        # Positions kept for the next buffer, which starts at `hold`.
+        self._resume = self._pos - hold
+        self._tag_start -= hold
+        self._tag_scan -= hold
+        self._tag_name_start -= hold
+        self._held_at -= hold if self._held_at >= 0 else 0
+        self._held_body -= hold
         self._out = []
         return b"".join(out)
 
@@ -326,15 +700,14 @@ class HtmlRewriter:
     # ----------------------------------------------------------------- markup
 
     def _scan_data(self, data: _Buffer) -> bool:
-        # The hot path: one find() per "<" and one regex match per complete tag; end tags are
-        # skipped without a method call.
+        # The hot path: the skip pattern runs in C up to the next "<" that needs Python.
         end = len(data)
         pos = self._pos
-        find = data.find
+        skip = self._skip
         match_tag = _COMPLETE_TAG_RE.match
         while True:
-            lt = find(b"<", pos)
-            if lt < 0:
+            lt = skip(data, pos).end()  # type: ignore[union-attr]  # the pattern matches anywhere
+            if lt >= end:
                 self._pos = end
                 return True
             self._pos = lt
@@ -387,9 +760,11 @@ class HtmlRewriter:
         """A complete start tag ``data[start:end]``: emit what the hook makes of it, then enter the
         content it opens."""
         name = name.lower()
-        raw = bytes(data[start:end])  # no copy when data is bytes
+        raw = bytes(data[start:end])
         replacement = self._on_start_tag(name, raw)
-        if replacement is not raw:
+        if replacement is None:
+            self._held_at, self._held_body = start, end
+        elif replacement is not raw:
             self._replace(data, start, end, replacement)
         self._pos = end
         self._enter_content(name)
@@ -451,11 +826,7 @@ class HtmlRewriter:
             self._pos = len(data)
             self._mode = _Mode.LONG_TAG
             return True
-        # Hold the tag from its "<"; the next buffer starts there, so rebase the positions.
-        self._pos = start
-        self._tag_scan -= start
-        self._tag_name_start -= start
-        self._tag_start = 0
+        self._pos = start  # hold the tag from its "<"; _process rebases the scanner positions
         return False
 
     def _keep_name_head(self, data: _Buffer) -> None:
@@ -538,26 +909,34 @@ class HtmlRewriter:
                 return True
             pos = lt + 2
 
+    def _end_script(self, data: _Buffer, lt: int) -> None:
+        """The script's end tag starts at ``lt``: decide a held script, read the tag in DATA mode."""
+        self._pos, self._mode = lt, _Mode.DATA
+        if self._held_at >= 0:
+            self._decide_script(data, lt)
+
     def _scan_script(self, data: _Buffer) -> bool:
         end = len(data)
         pos = self._pos
+        search = _SCRIPT_MARKUP_RE.search
         while True:
-            lt = data.find(b"<", pos)
-            if lt < 0:
+            found = search(data, pos)
+            if found is None:
+                if data.endswith(b"<") and end - 1 >= pos:  # maybe "</" or "<!"
+                    self._pos = end - 1
+                    return False
                 self._pos = end
                 return True
+            lt = found.start()
             self._pos = lt
-            if lt + 1 == end:
-                return False
-            after = data[lt + 1]
-            if after == _SLASH:
+            if data[lt + 1] == _SLASH:
                 ends = _match_tag_name(data, lt + 2, SCRIPT)
                 if ends is None:
                     return False
                 if ends:
-                    self._mode = _Mode.DATA
+                    self._end_script(data, lt)
                     return True
-            elif after == _BANG:
+            else:
                 escapes = _match_literal(data, lt, _COMMENT_OPEN)
                 if escapes is None:
                     return False
@@ -594,7 +973,7 @@ class HtmlRewriter:
             if is_script is None:
                 return False
             if is_script and closes and not double:  # the script's end tag, read in DATA mode
-                self._mode = _Mode.DATA
+                self._end_script(data, at)
                 return True
             if is_script and closes == double:  # "<script" enters, "</script" leaves double escape
                 # Skip the name and the byte after it, as the spec consumes that delimiter.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,20 @@ ORIGIN = "http://testserver"
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+#: What the middleware injects: the Consent Mode snippet after <head>, and after <body> the block that
+#: runs from the banner stylesheet to the banner script (banner or settings control).
+INJECTED = re.compile(
+    rb"<script(?: nonce=\"[^\"]*\")?>window\.dataLayer=window\.dataLayer\|\|\[\];.*?</script>"
+    rb"|<link rel=\"stylesheet\" href=\"/_consent/static/banner\.[0-9a-f]+\.css\".*?"
+    rb"<script type=\"module\" src=\"/_consent/static/banner\.[0-9a-f]+\.js\"[^>]*></script>\n?",
+    re.S,
+)
+
+
+def without_injections(page: bytes) -> bytes:
+    return INJECTED.sub(b"", page)
 
 
 def html_page(body: str = "<p>Hello</p>") -> bytes:

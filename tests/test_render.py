@@ -1,9 +1,14 @@
-"""The consent UI markup: banner, settings control, preferences and cookie pages (SPEC §1, §3, §6)."""
+"""The consent UI markup: banner, settings control, placeholder, preferences, cookie pages (SPEC §1, §3, §6).
+
+Run as a script (``PYTHONPATH=. python -m tests.test_render``) to rewrite the markup fixture of the
+banner script's Node tests (tests/js/fixtures/markup.json) after a template or locale change.
+"""
 
 from __future__ import annotations
 
 import gzip
 import html
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,6 +31,7 @@ from consent_middleware.registry import (
 from consent_middleware.render import Renderer
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "banner"
+JS_FIXTURE = Path(__file__).resolve().parent / "js" / "fixtures" / "markup.json"
 STATIC_URLS = {
     "banner.js": "/_consent/static/banner.3f2a9c1b.js",
     "banner.css": "/_consent/static/banner.8d0e4a77.css",
@@ -135,6 +141,13 @@ def all_outputs(
             language=language, next_path=next_path, granted=frozenset(), gpc=True, nonce=nonce
         ),
         renderer.cookies_page(language=language, nonce=nonce),
+        renderer.placeholder(
+            language=language,
+            category="analytics",
+            granted=frozenset({"marketing"}),
+            next_path=next_path,
+            nonce=nonce,
+        ),
     ]
 
 
@@ -233,7 +246,7 @@ def test_necessary_is_always_on_text_not_a_checkbox() -> None:
 def test_every_language_is_offered_in_its_own_name() -> None:
     renderer = make_renderer()
     own_names = {"en": "English", "nl": "Nederlands", "fr": "Français", "de": "Deutsch"}
-    banner, _, preferences, cookies = all_outputs(renderer, nonce=None, language="nl")
+    banner, _, preferences, cookies, _ = all_outputs(renderer, nonce=None, language="nl")
     for markup in (banner, preferences, cookies):
         links = [e for e in parse(markup).elements if e.tag == "a" and "hreflang" in e.attrs]
         assert [link.attrs["hreflang"] for link in links] == list(LANGUAGES)
@@ -266,7 +279,7 @@ def test_operator_text_overrides_win() -> None:
 def test_text_falls_back_to_english_then_the_key() -> None:
     renderer = make_renderer(texts={"en": {"custom.key": "Custom"}})
     assert renderer.text("nl", "custom.key") == "Custom"
-    assert renderer.text("fr", "banner.accept_all") == locales.load_texts("en")["banner.accept_all"]
+    assert renderer.text("nb", "banner.accept_all") == locales.load_texts("en")["banner.accept_all"]
     assert renderer.text("nl", "no.such.key") == "no.such.key"
 
 
@@ -412,7 +425,7 @@ def test_unknown_language_renders_the_default() -> None:
 
 
 def test_language_without_locale_file_reads_in_english() -> None:
-    missing = next(code for code in ("fr", "de", "it") if code not in locales.AVAILABLE_LANGUAGES)
+    missing = next(code for code in ("nb", "is", "tr") if code not in locales.AVAILABLE_LANGUAGES)
     renderer = make_renderer(languages=("en", missing))
     markup = renderer.banner(language=missing, next_path="/", nonce=None, gpc=False)
     (banner,) = elements(markup, "div", id="consent-banner")
@@ -547,7 +560,7 @@ def test_assets_fit_in_4_kb_gzipped() -> None:
 def test_stylesheet_is_scoped_to_the_consent_ui() -> None:
     css = re.sub(r"/\*.*?\*/", "", (STATIC / "banner.css").read_text(), flags=re.S)
     selectors = re.findall(r"([^{};]+)\{", css)
-    scopes = ("#consent-banner", "#consent-settings", ".consent-page")
+    scopes = ("#consent-banner", "#consent-settings", ".consent-placeholder", ".consent-page")
     for group in selectors:
         group = re.sub(r"^:where\((.*)\)$", r"\1", group.strip())
         if group.startswith("@") or group in {"from", "to"}:
@@ -565,3 +578,208 @@ def test_banner_script_is_an_es_module_that_posts_json() -> None:
     assert "application/json" in js
     assert "form.submit()" in js  # the fallback
     assert "import " not in js  # no dependencies
+
+
+# -- placeholder of a gated iframe -------------------------------------------------------------
+
+
+def placeholder(
+    renderer: Renderer | None = None,
+    *,
+    language: str = "en",
+    category: str = "marketing",
+    granted: frozenset[str] = frozenset(),
+    next_path: str = "/",
+    nonce: str | None = None,
+    reload: bool = False,
+) -> str:
+    return (renderer or make_renderer()).placeholder(
+        language=language,
+        category=category,
+        granted=granted,
+        next_path=next_path,
+        nonce=nonce,
+        reload=reload,
+    )
+
+
+def test_placeholder_is_a_form_that_works_without_javascript() -> None:
+    markup = placeholder(next_path="/video")
+    assert markup.startswith(
+        '<div class="consent-placeholder" data-consent-placeholder="marketing" lang="en">'
+    )
+    assert markup.endswith("</div>")
+    (form,) = elements(markup, "form")
+    assert form.attrs == {"method": "post", "action": "/_consent"}
+    inputs = elements(markup, "input")
+    assert [(i.attrs["type"], i.attrs["name"], i.attrs["value"]) for i in inputs] == [
+        ("hidden", "decision", "custom"),
+        ("hidden", "next", "/video"),
+    ]
+    (button,) = elements(markup, "button")
+    assert button.attrs == {
+        "type": "submit",
+        "name": "categories",
+        "value": "marketing",
+        "class": "consent-btn",
+    }
+    # The button is inside the form, so a click posts decision=custom&next=/video&categories=marketing.
+    assert markup.index("<form") < markup.index("<button") < markup.index("</form>")
+    assert "This content uses “Marketing” cookies" in visible_text(markup)
+    assert "Allow “Marketing” cookies" in visible_text(markup)
+
+
+def test_placeholder_keeps_the_categories_already_granted() -> None:
+    granted = frozenset({"necessary", "marketing", "preferences", "analytics", "unknown"})
+    markup = placeholder(category="marketing", granted=granted)
+    kept = [i.attrs["value"] for i in elements(markup, "input", type="hidden", name="categories")]
+    assert kept == ["preferences", "analytics"]  # optional ones, registry order, not the category itself
+    (button,) = elements(markup, "button", name="categories")
+    assert button.attrs["value"] == "marketing"
+
+
+def test_placeholder_in_dutch() -> None:
+    markup = placeholder(language="nl", category="analytics")
+    (box,) = elements(markup, "div", **{"class": "consent-placeholder"})
+    assert box.attrs["lang"] == "nl"
+    text = visible_text(markup)
+    assert "Deze inhoud gebruikt cookies voor \u2018Statistieken\u2019" in text
+    assert "Cookies voor \u2018Statistieken\u2019 toestaan" in text
+    for key in ("placeholder.text", "placeholder.allow"):
+        english = locales.file_texts("en")[key].partition("{category}")
+        assert english[0] not in text
+        assert english[2] not in text
+
+
+def test_placeholder_label_comes_from_the_registry_then_the_name() -> None:
+    registry = make_registry(
+        categories=(*DEFAULT_CATEGORIES, Category("video", label={"en": "Video", "nl": "Video's"}))
+    )
+    renderer = make_renderer(registry=registry)
+    assert "Allow “Video” cookies" in placeholder(renderer, category="video")
+    assert "Cookies voor \u2018Video&#39;s\u2019 toestaan" in placeholder(
+        renderer, language="nl", category="video"
+    )
+    assert "Allow “maps” cookies" in placeholder(renderer, category="maps")
+
+
+def test_placeholder_escapes_everything() -> None:
+    registry = make_registry(categories=(Category("necessary"), Category("ads", label=PAYLOAD)), services=())
+    renderer = make_renderer(
+        registry=registry,
+        texts={"en": {"placeholder.text": PAYLOAD + " {category}", "placeholder.allow": "{category} {x}"}},
+    )
+    markup = placeholder(renderer, category="ads", next_path=PAYLOAD, nonce=PAYLOAD)
+    assert_no_raw_payload(markup)
+    assert markup.count(ESCAPED_PAYLOAD) == 6  # text x2, button, next, nonce x2
+    assert f">{ESCAPED_PAYLOAD} {{x}}</button>" in markup  # other braces are left alone
+    assert elements(markup, "input", name="next", value=PAYLOAD)
+    hostile = placeholder(renderer, category='x"><script>', granted=frozenset({"ads"}))
+    assert "<script>" not in hostile
+    (button,) = elements(hostile, "button")
+    assert button.attrs["value"] == 'x"><script>'
+    assert [
+        (e.tag, e.attrs.get("value")) for e in parse(hostile).elements if e.attrs.get("name") == "categories"
+    ] == [
+        ("input", "ads"),
+        ("button", 'x"><script>'),
+    ]
+
+
+def test_placeholder_brings_the_stylesheet_and_script_with_the_nonce() -> None:
+    markup = placeholder(nonce=NONCE)
+    assert {e.tag for e in nonce_bearers(markup)} == {"link", "script"}
+    assert all(e.attrs.get("nonce") == NONCE for e in nonce_bearers(markup))
+    assert elements(markup, "script", type="module", src=STATIC_URLS["banner.js"])
+    assert elements(markup, "link", rel="stylesheet", href=STATIC_URLS["banner.css"])
+    assert "nonce" not in placeholder(nonce=None)
+
+
+def test_placeholder_is_deterministic_and_cached_per_call_values() -> None:
+    renderer = make_renderer()
+    first = placeholder(renderer, next_path="/a", nonce="one", granted=frozenset({"analytics"}))
+    assert (
+        placeholder(make_renderer(), next_path="/a", nonce="one", granted=frozenset({"analytics"})) == first
+    )
+    other = placeholder(renderer, next_path="/b", nonce="two", granted=frozenset({"analytics"}))
+    assert other == first.replace('value="/a"', 'value="/b"').replace('"one"', '"two"')
+    assert placeholder(renderer, next_path="/a", nonce="one", granted=frozenset({"analytics"})) == first
+
+
+@pytest.mark.parametrize("reload", [False, True])
+def test_reload_marks_banner_settings_and_placeholder(reload: bool) -> None:
+    renderer = make_renderer()
+    outputs = {
+        "div": renderer.banner(language="en", next_path="/", nonce=None, gpc=False, reload=reload),
+        "a": renderer.settings_control(language="en", next_path="/", nonce=None, reload=reload),
+    }
+    outputs["div "] = placeholder(renderer, reload=reload)
+    for tag, markup in outputs.items():
+        marked = [e for e in parse(markup).elements if "data-consent-reload" in e.attrs]
+        assert [e.tag for e in marked] == ([tag.strip()] if reload else []), tag
+        if reload:
+            assert marked[0].attrs["data-consent-reload"] is None  # a bare boolean attribute
+    default = renderer.banner(language="en", next_path="/", nonce=None, gpc=False)
+    assert "data-consent-reload" not in default + renderer.settings_control(
+        language="en", next_path="/", nonce=None
+    )
+
+
+def test_reload_banner_stays_under_4_kb_with_24_languages() -> None:
+    renderer = make_renderer(languages=EU_LANGUAGES)
+    markup = renderer.banner(
+        language="nl", next_path="/products/page?id=12", nonce=NONCE, gpc=True, reload=True
+    )
+    assert len(markup.encode()) < 4096
+
+
+def test_placeholder_texts_have_the_category_slot_in_every_locale() -> None:
+    for code in locales.AVAILABLE_LANGUAGES:
+        texts = locales.file_texts(code)
+        for key in ("placeholder.text", "placeholder.allow"):
+            assert texts[key].count("{category}") == 1, (code, key)
+
+
+def test_stylesheet_hides_the_iframe_behind_its_placeholder() -> None:
+    css = (STATIC / "banner.css").read_text()
+    assert ".consent-placeholder+iframe[data-consent]{display:none}" in css
+
+
+# -- the markup the Node tests of banner.js load (tests/js/) -----------------------------------
+
+
+def js_fixtures() -> dict[str, str]:
+    renderer = make_renderer()
+    return {
+        "banner": renderer.banner(language="en", next_path="/page", nonce=None, gpc=False),
+        "banner_reload": renderer.banner(
+            language="en", next_path="/page", nonce=None, gpc=False, reload=True
+        ),
+        "settings": renderer.settings_control(language="en", next_path="/page", nonce=None),
+        "placeholder_marketing": renderer.placeholder(
+            language="en", category="marketing", granted=frozenset(), next_path="/page", nonce=None
+        ),
+        "placeholder_marketing_after_analytics": renderer.placeholder(
+            language="en",
+            category="marketing",
+            granted=frozenset({"analytics"}),
+            next_path="/page",
+            nonce=None,
+        ),
+    }
+
+
+def js_fixture_text() -> str:
+    return json.dumps(js_fixtures(), indent=2, ensure_ascii=False) + "\n"
+
+
+def test_js_fixture_is_current() -> None:
+    assert JS_FIXTURE.read_text(encoding="utf-8") == js_fixture_text(), (
+        "rewrite it: PYTHONPATH=. python -m tests.test_render"
+    )
+
+
+if __name__ == "__main__":
+    JS_FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+    JS_FIXTURE.write_text(js_fixture_text(), encoding="utf-8")
+    print(f"wrote {JS_FIXTURE}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator
 from unittest import mock
@@ -484,3 +485,14 @@ def test_over_long_tags_are_tracked_like_buffered_ones(doc: bytes, cuts: list[in
     with mock.patch.object(rewriter_module, "MAX_TAG_BYTES", 3):
         assert stream(split_at(doc, cuts), head=HEAD_MARK, body=BODY_MARK) == whole
         assert stream([doc[i : i + 1] for i in range(len(doc))], head=HEAD_MARK, body=BODY_MARK) == whole
+
+
+#: A skip pattern that skips nothing but text: the rewriter then reads every tag the exact way.
+STOP_EVERYWHERE = re.compile(rb"[^<]*+")
+
+
+@given(doc=HTMLISH, cuts=CUTS)
+def test_fast_path_reads_tags_as_the_exact_path_does(doc: bytes, cuts: list[int]) -> None:
+    fast = stream([doc], head=HEAD_MARK, body=BODY_MARK)
+    with mock.patch.object(rewriter_module, "_INSERTION_SKIP_RE", STOP_EVERYWHERE):
+        assert stream(split_at(doc, cuts), head=HEAD_MARK, body=BODY_MARK) == fast

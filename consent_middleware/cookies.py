@@ -1,0 +1,106 @@
+"""Cookie rules while a category is refused (SPEC §3): the app's ``Set-Cookie``, the incoming
+``Cookie`` header, and expiring what a narrowed decision no longer allows.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+from .registry import NECESSARY, Registry
+
+__all__ = ["CookieRules", "cookie_name"]
+
+#: Names seen per process; beyond this the lookup simply is not cached.
+MAX_CACHED_NAMES: Final = 4096
+#: A request carrying more refused cookies than this gets only the first ones expired.
+MAX_EXPIRED_COOKIES: Final = 32
+#: RFC 6265 token: a name from the request that is anything else is never echoed into a header.
+COOKIE_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
+EXPIRED: Final = "Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Path=/"
+
+Header = tuple[bytes, bytes]
+
+
+def cookie_name(set_cookie: bytes) -> str:
+    """The name a ``Set-Cookie`` value sets (RFC 6265 §5.2: up to the first ``=``, trimmed)."""
+    pair = set_cookie.split(b";", 1)[0]
+    return pair.split(b"=", 1)[0].strip().decode("latin-1") if b"=" in pair else ""
+
+
+def parent_domains(host: str) -> list[str]:
+    """``host`` and its parent domains down to two labels; nothing for an IP or a one-label name."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    name = name.strip("[]").rstrip(".").lower()
+    try:
+        ipaddress.ip_address(name)
+        return []
+    except ValueError:
+        pass
+    labels = name.split(".")
+    return [".".join(labels[index:]) for index in range(len(labels) - 1)]
+
+
+class CookieRules:
+    """Which cookie names a visitor's decision allows; one instance per middleware."""
+
+    def __init__(self, *, registry: Registry, block_unknown: bool) -> None:
+        self._registry = registry
+        self._block_unknown = block_unknown
+        self._categories: dict[str, str | None] = {}
+
+    def category(self, name: str) -> str | None:
+        try:
+            return self._categories[name]
+        except KeyError:
+            category = self._registry.cookie_category(name)
+            if len(self._categories) < MAX_CACHED_NAMES:
+                self._categories[name] = category
+            return category
+
+    def allowed_to_set(self, name: str, granted: frozenset[str]) -> bool:
+        """May the app set this cookie? Unknown names pass unless ``block_unknown_cookies``."""
+        category = self.category(name)
+        if category is None:
+            return not self._block_unknown
+        return category == NECESSARY or category in granted
+
+    def refused(self, name: str, granted: frozenset[str]) -> bool:
+        """Is this a declared cookie of a category the visitor has not granted?"""
+        category = self.category(name)
+        return category is not None and category != NECESSARY and category not in granted
+
+    def filter_set_cookies(self, headers: Sequence[Header], granted: frozenset[str]) -> list[Header] | None:
+        """The response headers without refused ``Set-Cookie``s, or ``None`` when nothing is dropped."""
+        kept: list[Header] | None = None
+        for index, (name, value) in enumerate(headers):
+            if name.lower() == b"set-cookie" and not self.allowed_to_set(cookie_name(value), granted):
+                if kept is None:
+                    kept = list(headers[:index])
+            elif kept is not None:
+                kept.append((name, value))
+        return kept
+
+    def filter_cookie_header(self, header: bytes, granted: frozenset[str]) -> bytes | None:
+        """The ``Cookie`` header without refused cookies, or ``None`` when nothing is dropped."""
+        pairs = header.split(b";")
+        kept = [pair for pair in pairs if not self.refused(cookie_name(pair), granted)]
+        if len(kept) == len(pairs):
+            return None
+        return b";".join(kept).strip()
+
+    def expiring(
+        self, names: Iterable[str], granted: frozenset[str], *, host: str, secure: bool
+    ) -> list[str]:
+        """``Set-Cookie`` values that delete the refused cookies among ``names``, on the host and
+        each parent domain (analytics scripts set theirs on the registrable domain)."""
+        refused = [name for name in names if COOKIE_TOKEN.fullmatch(name) and self.refused(name, granted)]
+        refused = refused[:MAX_EXPIRED_COOKIES]
+        suffix = "; Secure" if secure else ""
+        headers = []
+        for name in refused:
+            headers.append(f"{name}=; {EXPIRED}{suffix}")
+            headers.extend(f"{name}=; {EXPIRED}; Domain={domain}{suffix}" for domain in parent_domains(host))
+        return headers

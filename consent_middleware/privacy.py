@@ -1,0 +1,106 @@
+"""Device data and the full IP address, withheld from the app until the device category is granted
+(SPEC §4): a truncated address, a generic ``User-Agent``, no client hints or forwarding headers.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from user_agents import parse as parse_user_agent
+
+__all__ = [
+    "ACCEPT_CH",
+    "GENERIC_USER_AGENT",
+    "WITHHELD_HEADERS",
+    "Device",
+    "device_of",
+    "is_bot",
+    "reduce_headers",
+    "truncate_ip",
+]
+
+#: Parsing time grows with the string; a real browser's user agent is far shorter than this.
+MAX_USER_AGENT_CHARS: Final = 512
+GENERIC_USER_AGENT: Final = b"Mozilla/5.0 (withheld until consent)"
+#: Headers the app does not see before consent (besides the reduced User-Agent).
+WITHHELD_HEADERS: Final = ("x-forwarded-for", "forwarded", "x-real-ip")
+CLIENT_HINT_PREFIX: Final = b"sec-ch-ua"
+#: Asked for once the device category is granted: viewport width and pixel ratio.
+ACCEPT_CH: Final = "Sec-CH-Viewport-Width, Sec-CH-DPR"
+IPV4_PREFIX: Final = 24
+IPV6_PREFIX: Final = 48
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """The parsed user agent (``request.state.consent.device``), only after consent."""
+
+    browser: str
+    browser_version: str
+    os: str
+    os_version: str
+    device: str
+    brand: str | None
+    model: str | None
+    is_mobile: bool
+    is_tablet: bool
+    is_pc: bool
+    is_touch_capable: bool
+    is_bot: bool
+
+
+def truncate_ip(ip: str | None) -> str | None:
+    """The network part only: IPv4 to /24, IPv6 to /48 (``203.0.113.7`` → ``203.0.113.0``)."""
+    if ip is None:
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    prefix = IPV4_PREFIX if address.version == 4 else IPV6_PREFIX
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(user_agent: str) -> Device:
+    parsed = parse_user_agent(user_agent)
+    return Device(
+        browser=parsed.browser.family,
+        browser_version=parsed.browser.version_string,
+        os=parsed.os.family,
+        os_version=parsed.os.version_string,
+        device=parsed.device.family,
+        brand=parsed.device.brand,
+        model=parsed.device.model,
+        is_mobile=parsed.is_mobile,
+        is_tablet=parsed.is_tablet,
+        is_pc=parsed.is_pc,
+        is_touch_capable=parsed.is_touch_capable,
+        is_bot=parsed.is_bot,
+    )
+
+
+def device_of(user_agent: str) -> Device:
+    """The parsed user agent, from its first 512 characters, cached per string."""
+    return _parse(user_agent[:MAX_USER_AGENT_CHARS])
+
+
+def is_bot(user_agent: str) -> bool:
+    return bool(user_agent) and device_of(user_agent).is_bot
+
+
+def reduce_headers(
+    headers: Iterable[tuple[bytes, bytes]], withheld: Sequence[bytes]
+) -> list[tuple[bytes, bytes]]:
+    """The request headers an app sees before consent."""
+    reduced = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in withheld or lowered.startswith(CLIENT_HINT_PREFIX):
+            continue
+        reduced.append((name, GENERIC_USER_AGENT if lowered == b"user-agent" else value))
+    return reduced

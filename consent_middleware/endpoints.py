@@ -23,6 +23,7 @@ from .assets import Assets
 from .config import ConsentConfig
 from .cookies import CookieRules
 from .csp import PAGE_POLICY
+from .geo import GeoLocator
 from .registry import NECESSARY
 from .render import Renderer
 from .request import Visit, query_value
@@ -196,8 +197,10 @@ class Endpoints:
         rules: CookieRules,
         renderer: Renderer,
         assets: Assets,
+        geo: GeoLocator,
     ) -> None:
         self._config = config
+        self._geo = geo
         self._cookies = cookies
         self._rules = rules
         self._renderer = renderer
@@ -355,7 +358,9 @@ class Endpoints:
 
     async def _get_cookies(self, scope: Scope, receive: Receive, send: Send, visit: Visit) -> None:
         body = self._renderer.cookies_page(
-            language=visit.state.language, nonce=nonce_of(scope, self._config.csp_nonce_key)
+            language=visit.state.language,
+            nonce=nonce_of(scope, self._config.csp_nonce_key),
+            credit=self._geo.credit,
         )
         await self._page(body, visit)(scope, receive, send)
 

@@ -33,6 +33,13 @@ CACHE_SIZE: Final = 65_536
 #: How often (seconds) a lookup may check whether the file was replaced.
 RELOAD_CHECK_INTERVAL: Final = 10.0
 COUNTRY_CODE_LENGTH: Final = 2
+#: What each known database's licence asks a site to show (by a marker in its database type).
+CREDITS: Final = {
+    "Geoacumen": "Country detection: Geoacumen Country database (Apache-2.0).",
+    "DBIP": "IP Geolocation by DB-IP (https://db-ip.com), CC BY 4.0.",
+    "GeoLite2": "This product includes GeoLite2 data created by MaxMind, available from https://www.maxmind.com.",
+    "GeoIP2": "Country detection: MaxMind GeoIP2.",
+}
 
 
 def bundled_database() -> Path | None:
@@ -69,6 +76,17 @@ class GeoLocator:
     @property
     def available(self) -> bool:
         return self._reader is not None
+
+    @property
+    def credit(self) -> str | None:
+        """The database's name and licence, as its licence asks the site to show them."""
+        if self._reader is None:
+            return None
+        database_type = self._reader.metadata().database_type
+        for marker, credit in CREDITS.items():
+            if marker.lower() in database_type.lower():
+                return credit
+        return f"Country database: {database_type}"
 
     def _open(self, *, warn: bool) -> None:
         assert self.path is not None

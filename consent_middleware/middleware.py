@@ -78,7 +78,12 @@ class ConsentMiddleware:
             registry=config_.registry, block_unknown=config_.block_unknown_cookies
         )
         self._endpoints = Endpoints(
-            config=config_, cookies=cookies, rules=self.cookie_rules, renderer=self._renderer, assets=assets
+            config=config_,
+            cookies=cookies,
+            rules=self.cookie_rules,
+            renderer=self._renderer,
+            assets=assets,
+            geo=self._reader.geo,
         )
         self._consent_mode = (
             ConsentModeSnippet() if config_.consent_mode and uses_google_tags(config_.registry) else None

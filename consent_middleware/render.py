@@ -359,8 +359,9 @@ class Renderer:
         }
         return _render("preferences.html", context)
 
-    def _render_cookies(self, language: str) -> _Parts:
-        return _render("cookies.html", {**self._context(language), "categories": self._views(language)})
+    def _render_cookies(self, language: str, credit: str | None) -> _Parts:
+        context = {**self._context(language), "categories": self._views(language), "credit": credit}
+        return _render("cookies.html", context)
 
     # -- public --------------------------------------------------------------------------------
 
@@ -418,6 +419,8 @@ class Renderer:
         parts = self._preferences(self._language(language), bool(gpc), ticked)
         return _fill(parts, _slot_values(nonce, next_path))
 
-    def cookies_page(self, *, language: str, nonce: str | None) -> str:
-        """The standalone cookie declaration: categories, services, cookies, provider, purpose, duration."""
-        return _fill(self._cookies(self._language(language)), _slot_values(nonce))
+    def cookies_page(self, *, language: str, nonce: str | None, credit: str | None = None) -> str:
+        """The standalone cookie declaration: categories, services, cookies, provider, purpose, duration.
+
+        ``credit`` names the geolocation database in use and its licence (its licence asks for it)."""
+        return _fill(self._cookies(self._language(language), credit), _slot_values(nonce))

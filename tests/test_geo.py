@@ -155,3 +155,18 @@ def test_the_default_is_the_bundled_database() -> None:
     app = ConsentMiddleware(html_app(), secret_key=SECRET, languages=SUPPORTED)
     client = TestClient(app, client=("81.246.0.1", 50000))
     assert client.get("/_consent", headers={"Accept-Language": "en"}).json()["language"] == "nl"
+
+
+def test_cookie_page_credits_the_bundled_database() -> None:
+    page = TestClient(ConsentMiddleware(html_app(), secret_key=SECRET)).get("/_consent/cookies").text
+    assert "Geoacumen Country database (Apache-2.0)" in page
+
+
+def test_cookie_page_names_another_database(country_db: Path) -> None:
+    app = ConsentMiddleware(html_app(), secret_key=SECRET, geoip_database=country_db)
+    assert "Country database: Test-Country" in TestClient(app).get("/_consent/cookies").text
+
+
+def test_cookie_page_has_no_credit_without_geolocation() -> None:
+    app = ConsentMiddleware(html_app(), secret_key=SECRET, geoip_database=None)
+    assert "consent-credit" not in TestClient(app).get("/_consent/cookies").text

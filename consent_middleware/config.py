@@ -190,6 +190,7 @@ class ConsentConfig:
     consent_mode: bool = True
     log_retention: timedelta | None = None
     consent_log: str | None = "sqlite:///consent-log.sqlite3"
+    log_spool: str | Path | None = None
     exclude_paths: tuple[str, ...] = ()
     cookie_domain: str | None = None
     csp: Mapping[str, tuple[str, ...]] | None = None
@@ -254,6 +255,10 @@ class ConsentConfig:
             and (self.consent_log.startswith("sqlite:///") or self.consent_log.startswith("postgresql://"))
         ):
             raise ValueError("consent_log must be 'sqlite:///PATH', 'postgresql://...' or None")
+        if self.log_spool is not None and not isinstance(self.log_spool, str | Path):
+            raise ValueError(
+                "log_spool must be a file path or None (consent-log.spool in the working directory)"
+            )
         paths = _strings(self.exclude_paths, "exclude_paths")
         if not all(path.startswith("/") for path in paths):
             raise ValueError("exclude_paths must be path prefixes starting with '/'")

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import re
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 from urllib.parse import parse_qsl, urlsplit
 
@@ -24,12 +27,16 @@ from .config import ConsentConfig
 from .cookies import CookieRules
 from .csp import PAGE_POLICY
 from .geo import GeoLocator
+from .log import ConsentLog, NewEntry
+from .privacy import device_of, truncate_ip
 from .registry import NECESSARY
 from .render import Renderer
 from .request import Visit, query_value
 from .state import METHODS, ConsentState, CookieWriter, Decision, new_consent_id
 
 __all__ = ["MAX_BODY_BYTES", "Endpoints", "safe_next"]
+
+logger = logging.getLogger("consent_middleware")
 
 MAX_BODY_BYTES: Final = 16 * 1024
 MAX_NEXT_CHARS: Final = 2048
@@ -198,9 +205,11 @@ class Endpoints:
         renderer: Renderer,
         assets: Assets,
         geo: GeoLocator,
+        log: ConsentLog | None,
     ) -> None:
         self._config = config
         self._geo = geo
+        self._log = log
         self._cookies = cookies
         self._rules = rules
         self._renderer = renderer
@@ -212,6 +221,7 @@ class Endpoints:
             "/withdraw": {"POST": self._post_withdraw},
             "/preferences": {"GET": self._get_preferences},
             "/cookies": {"GET": self._get_cookies},
+            "/record": {"GET": self._get_record},
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, visit: Visit) -> None:
@@ -306,6 +316,15 @@ class Endpoints:
             decided_at=int(time.time()),
             method=method,
         )
+        # Proof of consent first: a choice is confirmed only once it is durably logged (or spooled).
+        if self._log is not None:
+            try:
+                await self._log.append(self._log_entry(decision, visit))
+            except Exception as error:  # the store and the spool both failed: nothing is confirmed
+                logger.error("consent-middleware: a decision could not be logged (%s)", type(error).__name__)
+                raise BadRequest(
+                    503, "your choice could not be recorded just now; please try again"
+                ) from None
         state = ConsentState(
             decision=decision,
             all_categories=self._all_categories,
@@ -333,6 +352,51 @@ class Endpoints:
         ):
             response.raw_headers.append((b"set-cookie", header.encode("latin-1")))
         await response(scope, receive, send)
+
+    def _log_entry(self, decision: Decision, visit: Visit) -> NewEntry:
+        user_agent = visit.headers.get("user-agent", "")
+        return NewEntry(
+            consent_id=decision.consent_id,
+            time=datetime.fromtimestamp(decision.decided_at, UTC),
+            policy_version=decision.version,
+            categories=tuple(sorted(decision.categories)),
+            method=decision.method,
+            language=visit.state.language,
+            country=self._geo.country(visit.peer.client_ip),
+            ip_truncated=truncate_ip(visit.peer.client_ip),
+            ua_family=device_of(user_agent).browser if user_agent else None,
+            banner_hash=self._renderer.banner_hash(visit.state.language),
+            entry_id=secrets.token_hex(16),
+        )
+
+    async def _get_record(self, scope: Scope, receive: Receive, send: Send, visit: Visit) -> None:
+        """The visitor's own history, by the consent id in their signed cookie: nobody else's."""
+        consent_id = visit.verified.decision.consent_id if visit.verified else None
+        entries = await self._log.history(consent_id) if consent_id and self._log is not None else []
+        body = {
+            "consent_id": consent_id,
+            "entries": [
+                {
+                    "time": entry.time.isoformat().replace("+00:00", "Z"),
+                    "method": entry.method,
+                    "categories": list(entry.categories),
+                    "policy_version": entry.policy_version,
+                    "language": entry.language,
+                    "country": entry.country,
+                    "ip_truncated": entry.ip_truncated,
+                    "ua_family": entry.ua_family,
+                    "banner_hash": entry.banner_hash,
+                    "entry_id": entry.entry_id,
+                }
+                for entry in entries
+            ],
+        }
+        headers = {
+            "Cache-Control": "no-store",
+            "Content-Disposition": 'attachment; filename="consent-record.json"',
+            "X-Content-Type-Options": "nosniff",
+        }
+        await self._finish(JSONResponse(body, headers=headers), visit)(scope, receive, send)
 
     def _page(self, body: str, visit: Visit) -> Response:
         headers = {

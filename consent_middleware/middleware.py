@@ -20,6 +20,7 @@ from .cookies import CookieRules
 from .csp import ContentSecurityPolicy
 from .endpoints import Endpoints, nonce_of
 from .gating import GatePolicy
+from .log import open_log
 from .privacy import ACCEPT_CH, reduce_headers, truncate_ip
 from .registry import LANGUAGE_COOKIE_MAX_AGE
 from .render import Renderer
@@ -84,6 +85,12 @@ class ConsentMiddleware:
             renderer=self._renderer,
             assets=assets,
             geo=self._reader.geo,
+            # Opens lazily on the first decision: works with or without the ASGI lifespan.
+            log=open_log(
+                config_.consent_log,
+                secret_keys=config_.secret_key,
+                spool_path=Path(config_.log_spool) if config_.log_spool is not None else None,
+            ),
         )
         self._consent_mode = (
             ConsentModeSnippet() if config_.consent_mode and uses_google_tags(config_.registry) else None

@@ -14,6 +14,7 @@ the registry come before the locale files' ``category.NAME.label``-style keys.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,15 @@ _NONCE = Markup("\x00C\x00")  # ' nonce="..."' or ""
 _Parts = tuple[str, ...]
 
 _CACHE_SIZE = 256
+#: The texts a visitor reads in the banner before choosing; their hash goes into the consent log.
+BANNER_TEXT_KEYS = (
+    "banner.title",
+    "banner.text",
+    "banner.gpc",
+    "banner.accept_all",
+    "banner.reject_all",
+    "banner.choose",
+)
 _PREFERENCES_CACHE_SIZE = 1024
 
 _Unit = Literal["year", "month", "week", "day", "hour", "minute", "second"]
@@ -418,6 +428,12 @@ class Renderer:
         ticked = tuple(name for name in self._registry.optional_categories if name in granted)
         parts = self._preferences(self._language(language), bool(gpc), ticked)
         return _fill(parts, _slot_values(nonce, next_path))
+
+    def banner_hash(self, language: str) -> str:
+        """A SHA-256 of the banner texts shown in ``language``: the log's proof of what was read."""
+        language = self._language(language)
+        shown = "\n".join(self.text(language, key) for key in BANNER_TEXT_KEYS)
+        return hashlib.sha256(shown.encode("utf-8")).hexdigest()
 
     def cookies_page(self, *, language: str, nonce: str | None, credit: str | None = None) -> str:
         """The standalone cookie declaration: categories, services, cookies, provider, purpose, duration.

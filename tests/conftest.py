@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+#: The 24 official languages of the EU, the languages the banner ships in.
+EU_LANGUAGES = (
+    "bg", "cs", "da", "de", "el", "en", "es", "et", "fi", "fr", "ga", "hr",
+    "hu", "it", "lt", "lv", "mt", "nl", "pl", "pt", "ro", "sk", "sl", "sv",
+)  # fmt: skip
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 OLD_SECRET = "old-secret-key-0123456789-abcdefghijklmnopq"
 ORIGIN = "http://testserver"
@@ -115,6 +121,12 @@ def headers_of(messages: list[Message]) -> dict[str, list[str]]:
     for name, value in start["headers"]:
         found.setdefault(name.decode().lower(), []).append(value.decode())
     return found
+
+
+@pytest.fixture(autouse=True)
+def in_its_own_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default consent log (``sqlite:///consent-log.sqlite3``) and spool land in a fresh folder."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

@@ -13,37 +13,9 @@ from markupsafe import escape
 
 from consent_middleware import locales
 from consent_middleware.locales import AVAILABLE_LANGUAGES, FALLBACK_LANGUAGE, file_texts
+from tests.conftest import EU_LANGUAGES
 from tests.test_render import NONCE, make_renderer
 
-# The 24 official languages of the EU.
-EU_LANGUAGES = frozenset(
-    {
-        "bg",
-        "cs",
-        "da",
-        "de",
-        "el",
-        "en",
-        "es",
-        "et",
-        "fi",
-        "fr",
-        "ga",
-        "hr",
-        "hu",
-        "it",
-        "lt",
-        "lv",
-        "mt",
-        "nl",
-        "pl",
-        "pt",
-        "ro",
-        "sk",
-        "sl",
-        "sv",
-    }
-)
 TRANSLATIONS = tuple(code for code in AVAILABLE_LANGUAGES if code != FALLBACK_LANGUAGE)
 
 # Keys whose value is the same in every language: proper names, which are never translated.
@@ -70,7 +42,7 @@ def placeholders(text: str) -> list[str]:
 
 
 def test_every_official_eu_language_is_available() -> None:
-    missing = EU_LANGUAGES - set(AVAILABLE_LANGUAGES)
+    missing = set(EU_LANGUAGES) - set(AVAILABLE_LANGUAGES)
     assert not missing, f"no locale file for {sorted(missing)}"
 
 

@@ -29,6 +29,7 @@ from consent_middleware.registry import (
     Service,
 )
 from consent_middleware.render import Renderer
+from tests.conftest import EU_LANGUAGES
 
 STATIC = Path(__file__).resolve().parents[1] / "static" / "banner"
 JS_FIXTURE = Path(__file__).resolve().parent / "js" / "fixtures" / "markup.json"
@@ -37,33 +38,6 @@ STATIC_URLS = {
     "banner.css": "/_consent/static/banner.8d0e4a77.css",
 }
 LANGUAGES = ("en", "nl", "fr", "de")
-# The 24 official languages of the EU.
-EU_LANGUAGES = (
-    "bg",
-    "cs",
-    "da",
-    "de",
-    "el",
-    "en",
-    "es",
-    "et",
-    "fi",
-    "fr",
-    "ga",
-    "hr",
-    "hu",
-    "it",
-    "lt",
-    "lv",
-    "mt",
-    "nl",
-    "pl",
-    "pt",
-    "ro",
-    "sk",
-    "sl",
-    "sv",
-)
 PAYLOAD = "<script>\"'&"
 ESCAPED_PAYLOAD = "&lt;script&gt;&#34;&#39;&amp;"
 NONCE = "r4nd0mN0nce+/Base64=="

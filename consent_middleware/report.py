@@ -140,6 +140,10 @@ def _counted(
         progress(count)
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP "CSV injection").
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
 def export_csv(
     entries: Iterable[LogEntry],
     out: IO[str],
@@ -147,16 +151,27 @@ def export_csv(
     progress: Callable[[int], None] | None = None,
     every: int = 10_000,
 ) -> int:
-    """CSV with a header row, one entry per row: categories space-separated, ``None`` as an empty cell."""
+    """CSV with a header row, one entry per row: categories space-separated, ``None`` as an empty cell.
+
+    A text cell that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first)
+    gets a leading ``'``: the browser family comes from the visitor's user agent."""
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(EXPORT_FIELDS)
     count = 0
     for entry in _counted(entries, progress, every):
         record = entry_record(entry)
         record["categories"] = " ".join(entry.categories)
-        writer.writerow(["" if record[name] is None else record[name] for name in EXPORT_FIELDS])
+        writer.writerow([_csv_cell(record[name]) for name in EXPORT_FIELDS])
         count += 1
     return count
+
+
+def _csv_cell(value: object) -> object:
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
 
 
 def export_jsonl(

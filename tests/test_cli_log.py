@@ -560,3 +560,14 @@ def test_a_failed_export_leaves_no_partial_file(tmp_path: Path, capsys: pytest.C
     status, _, _ = run(capsys, "log", "export", *log_args(f"sqlite:///{garbage}"), "--output", str(output))
     assert status == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == ["garbage.sqlite3"]
+
+
+def test_csv_cells_are_never_spreadsheet_formulas(tmp_path: Path) -> None:
+    hostile = dataclasses.replace(
+        entry("a", datetime(2026, 11, 1, tzinfo=UTC), "accept_all", ALL),
+        ua_family='=HYPERLINK("https://evil.example","x")',
+    )
+    url = fill(tmp_path / "log.sqlite3", [hostile])
+    out = io.StringIO()
+    export_csv(stored(url), out)
+    assert "'=HYPERLINK" in out.getvalue()

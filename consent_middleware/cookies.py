@@ -91,6 +91,18 @@ class CookieRules:
             return None
         return b";".join(kept).strip()
 
+    def without_refused(self, headers: Sequence[Header], granted: frozenset[str]) -> list[Header]:
+        """Request headers whose ``Cookie`` lost the refused cookies: the app never sees them."""
+        filtered = []
+        for name, value in headers:
+            if name == b"cookie":
+                kept = self.filter_cookie_header(value, granted)
+                if kept == b"":
+                    continue
+                value = value if kept is None else kept
+            filtered.append((name, value))
+        return filtered
+
     def expiring(
         self, names: Iterable[str], granted: frozenset[str], *, host: str, secure: bool
     ) -> list[str]:

@@ -5,6 +5,9 @@ Without it, a throwaway cluster is made here: ``initdb`` into a temporary direct
 user when running as root, since PostgreSQL refuses to run as root), on its own port and socket
 directory, stopped and removed afterwards. With ``CI`` set, a missing or unreachable server fails the
 tests; elsewhere they are skipped with a message saying how to get one.
+
+``private_cluster()`` always makes a throwaway server (a ``Cluster``), even in CI, for the tests that kill
+it (``stop_immediately()``) and start it again (``start()``): the shared server is never stopped.
 """
 
 from __future__ import annotations
@@ -81,12 +84,86 @@ def _binaries() -> Path | None:
     return None
 
 
+class Cluster:
+    """A private PostgreSQL server this process made and owns (``initdb`` into a temporary directory).
+
+    ``stop_immediately()`` kills it as a crash would (``pg_ctl -m immediate``: every connection cut, no
+    checkpoint) and ``start()`` brings it back on the same port and data directory (crash recovery),
+    so a test may take it down without harming any other server. Use it through ``private_cluster()``.
+    """
+
+    def __init__(self, binaries: Path, base: Path, run_as: dict[str, Any]) -> None:
+        self._binaries = binaries
+        self._base = base
+        self._run_as = run_as
+        self._data = base / "data"
+        self.log_path = base / "server.log"
+        self.port = free_port()
+        #: The superuser's URL (trust authentication on 127.0.0.1).
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.running = False
+        self._started = False
+        self._env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+
+    def __repr__(self) -> str:
+        return f"<Cluster 127.0.0.1:{self.port} {'running' if self.running else 'stopped'}>"
+
+    def _run(self, *command: str, timeout: float = 120) -> None:
+        result = subprocess.run(  # noqa: S603 (our own binaries, fixed arguments)
+            command,
+            cwd=self._base,
+            env=self._env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+            **self._run_as,
+        )
+        if result.returncode:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
+
+    def _pg_ctl(self, *arguments: str, timeout: float = 120) -> None:
+        self._run(str(self._binaries / "pg_ctl"), "-D", str(self._data), *arguments, timeout=timeout)
+
+    def init(self) -> None:
+        self._run(str(self._binaries / "initdb"), "-D", str(self._data), "-U", "postgres", "-A", "trust",
+                  "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+
+    def start(self) -> None:
+        """Start the server (again) and return once it accepts connections."""
+        options = f"-p {self.port} -k {self._base} -c listen_addresses=127.0.0.1 -c max_connections=100"
+        self._started = True
+        self._pg_ctl("-l", str(self.log_path), "-o", options, "-w", "-t", "60", "start", timeout=90)
+        self.running = True
+
+    def stop_immediately(self) -> None:
+        """Kill the server (immediate mode: no shutdown checkpoint, connections cut); return once gone."""
+        self._pg_ctl("-m", "immediate", "-w", "-t", "60", "stop", timeout=90)
+        self.running = False
+
+    def server_log(self) -> str:
+        """The end of the server's log, for failure messages."""
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError as error:
+            return f"(no server log: {error})"
+
+    def close(self) -> None:
+        """Stop the server if it may run and remove its directory (never raises)."""
+        if self._started:
+            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+                self.stop_immediately()
+        shutil.rmtree(self._base, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def throwaway_cluster() -> Iterator[str]:
-    """Start a private PostgreSQL server; its superuser URL."""
+def private_cluster() -> Iterator[Cluster]:
+    """A throwaway server of this process's own, started, even where ``CONSENT_TEST_POSTGRES_URL`` names a
+    shared one: for tests that stop and start the server. Skipped (failed with ``CI`` set) without
+    PostgreSQL's server binaries."""
     binaries = _binaries()
     if binaries is None:
-        unavailable(f"{ENV_VAR} is not set and no initdb/pg_ctl was found")
+        unavailable("no initdb/pg_ctl was found to start a server of the test's own")
         raise AssertionError  # pragma: no cover (unavailable raises)
     run_as: dict[str, Any] = {}
     base = Path(tempfile.mkdtemp(prefix="consent-log-pg-"))
@@ -100,32 +177,23 @@ def throwaway_cluster() -> Iterator[str]:
         os.chown(base, account.pw_uid, account.pw_gid)
         run_as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
     os.chmod(base, 0o700)
-    data, port = base / "data", free_port()
-    env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
-
-    def run(*command: str) -> None:
-        result = subprocess.run(  # noqa: S603 (our own binaries, fixed arguments)
-            command, cwd=base, env=env, capture_output=True, text=True, check=False, timeout=120, **run_as
-        )
-        if result.returncode:
-            raise RuntimeError(f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}")
-
-    started = False
+    cluster = Cluster(binaries, base, run_as)
     try:
-        run(str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-            "--locale=C", "--no-sync")  # fmt: skip
-        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=100"
-        run(str(binaries / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log"), "-o", options,
-            "-w", "-t", "60", "start")  # fmt: skip
-        started = True
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    except RuntimeError as error:
-        unavailable(f"could not start a throwaway server: {error}")
+        try:
+            cluster.init()
+            cluster.start()
+        except (RuntimeError, subprocess.TimeoutExpired) as error:
+            unavailable(f"could not start a throwaway server: {error}")
+        yield cluster
     finally:
-        if started:
-            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
-                run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.close()
+
+
+@contextlib.contextmanager
+def throwaway_cluster() -> Iterator[str]:
+    """Start a private PostgreSQL server; its superuser URL."""
+    with private_cluster() as cluster:
+        yield cluster.url
 
 
 @contextlib.contextmanager

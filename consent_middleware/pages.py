@@ -175,10 +175,11 @@ class PageResponder:
 
     async def _start(self, message: Message) -> None:
         pages, visit = self._pages, self._visit
-        raw = message.get("headers", [])
+        # A copy (the app may reuse its header list for every request), with names lower-cased:
+        # ASGI asks for that, but Django sends "Content-Type", which MutableHeaders would not find.
+        raw = [(name.lower(), value) for name, value in message.get("headers", [])]
         kept = pages.cookie_rules.filter_set_cookies(raw, visit.granted)
-        # A copy: the app may reuse its header list (a module-level Response) for every request.
-        message = {**message, "headers": list(raw) if kept is None else kept}
+        message = {**message, "headers": raw if kept is None else kept}
         headers = MutableHeaders(scope=message)
         for cookie in pages.pending_cookies(visit):
             headers.append("Set-Cookie", cookie)

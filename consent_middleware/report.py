@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, time
 from typing import IO, TYPE_CHECKING, Any, Final, Literal
 
 from .log.base import METHODS, LogEntry, format_time
+from .log.store import COLUMNS
 from .registry import DEFAULT_CATEGORIES
 
 if TYPE_CHECKING:
@@ -51,24 +52,8 @@ __all__ = [
     "stats_table",
 ]
 
-#: Every field of a stored entry, in the order of the export's columns.
-EXPORT_FIELDS: Final = (
-    "seq",
-    "entry_id",
-    "consent_id",
-    "time",
-    "policy_version",
-    "categories",
-    "method",
-    "language",
-    "country",
-    "ip_truncated",
-    "ua_family",
-    "banner_hash",
-    "key_id",
-    "prev_hmac",
-    "hmac",
-)
+#: Every field of a stored entry, in the order of the export's columns: the store's own order.
+EXPORT_FIELDS: Final = COLUMNS
 STATS_DEFINITION: Final = (
     "each visitor (consent id) counts once, with their latest decision in the period "
     "(per day: their latest decision that day); a withdrawal grants nothing; days are UTC"
@@ -108,23 +93,10 @@ def parse_since(text: str) -> datetime:
 
 def entry_record(entry: LogEntry) -> dict[str, Any]:
     """An entry as JSON values: the time as fixed-width UTC text, the categories as a list."""
-    return {
-        "seq": entry.seq,
-        "entry_id": entry.entry_id,
-        "consent_id": entry.consent_id,
-        "time": format_time(entry.time),
-        "policy_version": entry.policy_version,
-        "categories": list(entry.categories),
-        "method": entry.method,
-        "language": entry.language,
-        "country": entry.country,
-        "ip_truncated": entry.ip_truncated,
-        "ua_family": entry.ua_family,
-        "banner_hash": entry.banner_hash,
-        "key_id": entry.key_id,
-        "prev_hmac": entry.prev_hmac,
-        "hmac": entry.hmac,
-    }
+    record: dict[str, Any] = {name: getattr(entry, name) for name in EXPORT_FIELDS}
+    record["time"] = format_time(entry.time)
+    record["categories"] = list(entry.categories)
+    return record
 
 
 def _counted(

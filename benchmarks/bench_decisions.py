@@ -262,8 +262,8 @@ def free_port() -> int:
         return port
 
 
-def server_command(port: int) -> list[str]:
-    command = [sys.executable, "-m", "uvicorn", "benchmarks.bench_decisions:app", "--factory"]
+def server_command(port: int, factory: str = "benchmarks.bench_decisions:app") -> list[str]:
+    command = [sys.executable, "-m", "uvicorn", factory, "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]
     command += ["--lifespan", "off", "--log-level", "warning"]
     if fast_stack():
@@ -277,10 +277,21 @@ def server_command(port: int) -> list[str]:
 def server(target: str, spool: Path) -> Iterator[tuple[int, int]]:
     """uvicorn serving the app for ``target`` in a subprocess; its port and process id, once it accepts
     connections (``taskset`` execs uvicorn: the process id is uvicorn's)."""
+    environment = {TARGET_ENV: target, SPOOL_ENV: str(spool)}
+    with uvicorn_server("benchmarks.bench_decisions:app", environment) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def uvicorn_server(factory: str, environment: dict[str, str]) -> Iterator[tuple[int, int]]:
+    """uvicorn serving the app factory ``factory`` ("module:name") in a subprocess, with ``environment``
+    added to this process's, pinned to ``SERVER_CPU`` when pinning; its port and process id, once it
+    accepts connections (``taskset`` execs uvicorn: the process id is uvicorn's)."""
     port = free_port()
-    env = {**os.environ, TARGET_ENV: target, SPOOL_ENV: str(spool)}
+    env = {**os.environ, **environment}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    process = subprocess.Popen(server_command(port), cwd=ROOT, env=env)  # noqa: S603 (fixed arguments)
+    command = server_command(port, factory)
+    process = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 (fixed arguments)
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:

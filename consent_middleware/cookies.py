@@ -15,6 +15,9 @@ __all__ = ["CookieRules", "cookie_name"]
 
 #: Names seen per process; beyond this the lookup simply is not cached.
 MAX_CACHED_NAMES: Final = 4096
+#: Filtered ``Cookie`` headers kept (a visitor sends the same header on every request).
+MAX_CACHED_HEADERS: Final = 1024
+MAX_CACHED_HEADER: Final = 4096
 #: A request carrying more refused cookies than this gets only the first ones expired.
 MAX_EXPIRED_COOKIES: Final = 32
 #: RFC 6265 token: a name from the request that is anything else is never echoed into a header.
@@ -50,6 +53,16 @@ class CookieRules:
         self._registry = registry
         self._block_unknown = block_unknown
         self._categories: dict[str, str | None] = {}
+        # The optional categories that declare cookies: a visitor granting all of them refuses none.
+        self._cookie_categories = frozenset(
+            service.category for service in registry.services if service.cookies
+        ) - {NECESSARY}
+        # (Cookie header, granted) -> the header without refused cookies (None: unchanged).
+        self._filtered: dict[tuple[bytes, frozenset[str]], bytes | None] = {}
+
+    def may_refuse(self, granted: frozenset[str]) -> bool:
+        """Whether a request cookie can be refused under ``granted`` (any declared category missing)."""
+        return not self._cookie_categories <= granted
 
     def category(self, name: str) -> str | None:
         try:
@@ -85,8 +98,22 @@ class CookieRules:
 
     def filter_cookie_header(self, header: bytes, granted: frozenset[str]) -> bytes | None:
         """The ``Cookie`` header without refused cookies, or ``None`` when nothing is dropped."""
+        key = (header, granted)
+        try:
+            return self._filtered[key]
+        except KeyError:
+            pass
+        filtered = self._filter_cookie_header(header, granted)
+        if len(header) <= MAX_CACHED_HEADER:
+            if len(self._filtered) >= MAX_CACHED_HEADERS:
+                self._filtered.pop(next(iter(self._filtered), key), None)
+            self._filtered[key] = filtered
+        return filtered
+
+    def _filter_cookie_header(self, header: bytes, granted: frozenset[str]) -> bytes | None:
         pairs = header.split(b";")
-        kept = [pair for pair in pairs if not self.refused(cookie_name(pair), granted)]
+        # A piece without "=" names no cookie: kept without a lookup (a header of 100,000 ";" is cheap).
+        kept = [pair for pair in pairs if b"=" not in pair or not self.refused(cookie_name(pair), granted)]
         if len(kept) == len(pairs):
             return None
         return b";".join(kept).strip()

@@ -115,7 +115,12 @@ def check_same_origin(headers: Headers, origin: str) -> None:
         return
     referer = headers.get("referer")
     if referer:
-        parts = urlsplit(referer)
+        try:
+            parts = urlsplit(referer)
+        except ValueError:  # e.g. an unbalanced "[" in the host: not a URL on this site either
+            raise BadRequest(
+                403, f"cross-origin request refused: malformed Referer '{_shown(referer)}'"
+            ) from None
         if _normalize_origin(f"{parts.scheme}://{parts.netloc}") != _normalize_origin(origin):
             raise BadRequest(
                 403, f"cross-origin request refused: Referer '{_shown(referer)}' is not on {origin}"
@@ -124,8 +129,9 @@ def check_same_origin(headers: Headers, origin: str) -> None:
 
 async def read_body(scope: Scope, receive: Receive, headers: Headers) -> bytes:
     """The request body, refusing (413) anything over ``MAX_BODY_BYTES`` without reading it all."""
-    declared = headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_BODY_BYTES:
+    declared = headers.get("content-length", "").strip()
+    # isascii: str.isdigit() also accepts "²", which int() refuses.
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise BadRequest(413, f"request body too large: at most {MAX_BODY_BYTES} bytes")
     chunks: list[bytes] = []
     size = 0

@@ -81,12 +81,27 @@ def resolve_language(
     *,
     explicit: str | None,
     accept_language: str,
-    supported: tuple[str, ...],
+    supported: Sequence[str],
     default: str,
     country: str | None = None,
     prefer_browser: bool = False,
 ) -> str:
     """SPEC §4: explicit choice; the country's languages, the browser breaking ties; the browser; default."""
+    return _resolve(
+        explicit, accept_language[:MAX_HEADER_CHARS], tuple(supported), default, country, prefer_browser
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _resolve(
+    explicit: str | None,
+    accept_language: str,
+    supported: tuple[str, ...],
+    default: str,
+    country: str | None,
+    prefer_browser: bool,
+) -> str:
+    # Cached: a site sees few distinct (header, country) pairs, and each is parsed once.
     chosen = valid_language(explicit, supported)
     if chosen:
         return chosen

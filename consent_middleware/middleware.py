@@ -83,17 +83,19 @@ class ConsentMiddleware:
             ),
         )
         self._pages = PageDecorator(config=config_, renderer=self._renderer, cookies=cookies, rules=rules)
-        self._withheld_headers = tuple(name.encode("latin-1") for name in config_.withheld_headers)
+        self._withheld_headers = frozenset(name.encode("latin-1") for name in config_.withheld_headers)
+        self._exclude_paths = config_.exclude_paths
+        self._prefix = config_.prefix
+        self._prefix_dir = config_.prefix + "/"
         self._gpc_body = json.dumps({"gpc": True, "lastUpdate": GPC_LAST_UPDATE}).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.config.exclude_paths):
+        if scope["type"] != "http" or scope["path"].startswith(self._exclude_paths):
             await self.app(scope, receive, send)
             return
         visit = self._reader.read(scope)
         path: str = scope["path"]
-        prefix = self.config.prefix
-        if path == prefix or path.startswith(prefix + "/"):
+        if path.startswith(self._prefix) and (path == self._prefix or path.startswith(self._prefix_dir)):
             await self._endpoints(scope, receive, send, visit)
             return
         if path == GPC_PATH and self.config.respect_gpc:
@@ -112,15 +114,15 @@ class ConsentMiddleware:
             scope["extensions"] = {
                 key: value for key, value in extensions.items() if key not in FILE_EXTENSIONS
             }
-        if visit.cookies:
+        if visit.cookie_header and self._rules.may_refuse(visit.granted):
             scope["headers"] = self._rules.without_refused(scope["headers"], visit.granted)
         client = scope.get("client")
         if visit.device_granted:
             # Behind trusted proxies the app gets the visitor's address, not the proxy's.
-            if client and visit.peer.client_ip:
-                scope["client"] = (visit.peer.client_ip, client[1])
+            if client and visit.client_ip:
+                scope["client"] = (visit.client_ip, client[1])
         else:
-            scope["client"] = (truncate_ip(visit.peer.client_ip), 0) if client else None
+            scope["client"] = (truncate_ip(visit.client_ip), 0) if client else None
             scope["headers"] = reduce_headers(scope["headers"], self._withheld_headers)
         state = scope["state"] = dict(scope.get("state") or {})
         state["consent"] = visit.state

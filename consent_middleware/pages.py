@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Final
 from urllib.parse import quote
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import Message, Scope, Send
 
 from .config import ConsentConfig
@@ -18,12 +18,15 @@ from .gating import GatePolicy
 from .privacy import ACCEPT_CH
 from .render import Renderer
 from .request import Visit
-from .rewriter import HtmlRewriter
-from .state import CookieWriter
+from .rewriter import HtmlRewriter, PageCache
+from .state import ConsentState, CookieWriter
 
 __all__ = ["PageDecorator", "PageResponder", "current_path"]
 
 VARY_TOKENS: Final = ("Cookie", "Sec-GPC", "Accept-Language")
+#: Rendered banners and settings controls kept (per language, decision, page path).
+MAX_CACHED_MARKUPS: Final = 1024
+ACCEPT_CH_BYTES: Final = ACCEPT_CH.encode("latin-1")
 #: Charsets whose bytes for "<", ">", quotes and tag names are not ASCII: the rewriter leaves them alone.
 UNSAFE_CHARSETS: Final = ("utf-16", "utf-32", "utf16", "utf32", "ucs-2", "ucs2", "utf-7", "utf7")
 
@@ -49,13 +52,16 @@ class PageDecorator:
         )
         # One policy per set of granted categories: at most 2**categories, built on first use.
         self._gates: dict[frozenset[str], GatePolicy] = {}
+        # (decided, language, gpc, page path) -> banner or settings control, for pages without a nonce.
+        self._body_markups: dict[tuple[bool, str, bool, str], bytes] = {}
+        self.page_cache = PageCache()
 
     @property
     def uses_csp(self) -> bool:
         return self._csp is not None
 
     def responder(self, scope: Scope, visit: Visit, send: Send) -> PageResponder:
-        return PageResponder(pages=self, scope=scope, visit=visit, send=send)
+        return PageResponder(self, scope, visit, send)
 
     def gate(self, granted: frozenset[str]) -> GatePolicy | None:
         policy = self._gates.get(granted)
@@ -93,11 +99,23 @@ class PageDecorator:
 
     def body_markup(self, scope: Scope, visit: Visit) -> bytes:
         """What goes right after ``<body>``: the banner, or the settings control once decided."""
+        if visit.bot:
+            return b""  # crawlers cannot consent; gating still applies to them
         nonce = nonce_of(scope, self._nonce_key)
         next_path = current_path(scope)
         state = visit.state
-        if visit.bot:
-            return b""  # crawlers cannot consent; gating still applies to them
+        if nonce is not None:  # one per request: nothing to keep
+            return self._render_body_markup(state, next_path, nonce)
+        key = (state.decided, state.language, state.gpc, next_path)
+        markup = self._body_markups.get(key)
+        if markup is None:
+            markup = self._render_body_markup(state, next_path, None)
+            if len(self._body_markups) >= MAX_CACHED_MARKUPS:
+                self._body_markups.pop(next(iter(self._body_markups), key), None)
+            self._body_markups[key] = markup
+        return markup
+
+    def _render_body_markup(self, state: ConsentState, next_path: str, nonce: str | None) -> bytes:
         reload = self._csp is not None  # a loaded page's CSP cannot change: the script reloads instead
         if state.decided:
             markup = self._renderer.settings_control(
@@ -110,7 +128,9 @@ class PageDecorator:
         return markup.encode("utf-8")
 
     def pending_cookies(self, visit: Visit) -> list[str]:
-        return self._cookies.pending(visit.verified, visit.new_language, secure=visit.peer.https)
+        if not visit.has_pending_cookies:
+            return []
+        return self._cookies.pending(visit.verified, visit.new_language, secure=visit.https)
 
 
 def current_path(scope: Scope) -> str:
@@ -121,107 +141,164 @@ def current_path(scope: Scope) -> str:
     return path + ("?" + query.decode("latin-1") if query else "")
 
 
-def is_rewritable_html(headers: Headers) -> bool:
+@functools.lru_cache(maxsize=256)
+def is_rewritable_html(content_type: bytes, content_encoding: bytes) -> bool:
     """An HTML body the rewriter can read: not encoded, in an ASCII-compatible charset."""
-    if headers.get("content-encoding", "identity").strip().lower() != "identity":
+    if content_encoding.strip().lower() not in (b"", b"identity"):
         return False
-    media_type, _, params = headers.get("content-type", "").partition(";")
-    if media_type.strip().lower() != "text/html":
+    media_type, _, params = content_type.partition(b";")
+    if media_type.strip().lower() != b"text/html":
         return False
-    charset = params.lower().partition("charset=")[2].strip().strip("\"'")
+    charset = params.lower().partition(b"charset=")[2].strip().strip(b"\"'").decode("latin-1")
     return not charset.startswith(UNSAFE_CHARSETS)
 
 
-def add_vary(headers: MutableHeaders) -> None:
-    present = {token.strip().lower() for token in headers.get("vary", "").split(",") if token.strip()}
+@functools.lru_cache(maxsize=256)
+def with_vary(value: bytes | None) -> bytes:
+    """A ``Vary`` value naming what the injected markup depends on (``*`` stays as it is)."""
+    text = (value or b"").decode("latin-1")
+    present = {token.strip().lower() for token in text.split(",") if token.strip()}
     if "*" in present:
-        return
+        return text.encode("latin-1")
     missing = [token for token in VARY_TOKENS if token.lower() not in present]
-    if missing:
-        headers["Vary"] = ", ".join(filter(None, [headers.get("vary", "").strip(), *missing]))
+    return ", ".join(filter(None, [text.strip(), *missing])).encode("latin-1")
 
 
-def make_private(headers: MutableHeaders) -> None:
-    """Keep shared caches from serving one visitor's page to another (never loosens the header)."""
-    directives = [item.strip() for item in headers.get("cache-control", "").split(",") if item.strip()]
+@functools.lru_cache(maxsize=256)
+def made_private(value: bytes | None) -> bytes:
+    """A ``Cache-Control`` value that keeps shared caches from serving one visitor's page to another
+    (never loosens the header)."""
+    text = (value or b"").decode("latin-1")
+    directives = [item.strip() for item in text.split(",") if item.strip()]
     kept = [
         item for item in directives if item.lower() != "public" and not item.lower().startswith("s-maxage")
     ]
     if not any(item.lower() in ("private", "no-store") for item in kept):
         kept.append("private")
-    headers["Cache-Control"] = ", ".join(kept)
+    return ", ".join(kept).encode("latin-1")
 
 
 class PageResponder:
     """Per request: holds ``http.response.start`` until the first body chunk decides the headers."""
 
-    def __init__(self, *, pages: PageDecorator, scope: Scope, visit: Visit, send: Send) -> None:
+    __slots__ = ("_gate", "_held", "_page", "_pages", "_rewriter", "_scope", "_send", "_visit")
+
+    def __init__(self, pages: PageDecorator, scope: Scope, visit: Visit, send: Send) -> None:
         self._pages = pages
         self._scope = scope
         self._visit = visit
         self._send = send
         self._held: Message | None = None
         self._rewriter: HtmlRewriter | None = None
+        self._gate: GatePolicy | None = None
+        self._page = False  # an HTML body is coming: the markup goes in, gating applies
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             await self._start(message)
+        elif kind == "http.response.body" and self._page and self._rewriter is None:
+            await self._first_body(message)
         elif kind == "http.response.body" and self._rewriter is not None:
-            await self._body(message, self._rewriter)
+            body = self._rewriter.feed(message.get("body", b""))
+            if not message.get("more_body", False):
+                body += self._rewriter.close()
+            await self._send({**message, "body": body})
         else:
-            await self._flush_held(streaming=True)
+            if self._held is not None:  # e.g. trailers before any body: the page goes out as it is
+                await self._flush_held()
             await self._send(message)
 
     async def _start(self, message: Message) -> None:
         pages, visit = self._pages, self._visit
-        # A copy (the app may reuse its header list for every request), with names lower-cased:
-        # ASGI asks for that, but Django sends "Content-Type", which MutableHeaders would not find.
-        raw = [(name.lower(), value) for name, value in message.get("headers", [])]
-        kept = pages.cookie_rules.filter_set_cookies(raw, visit.granted)
-        message = {**message, "headers": raw if kept is None else kept}
-        headers = MutableHeaders(scope=message)
-        for cookie in pages.pending_cookies(visit):
-            headers.append("Set-Cookie", cookie)
+        content_type = content_encoding = b""
+        sets_cookies = False
+        for name, value in message.get("headers", ()):
+            # ASGI asks for lower-case names, but Django sends "Content-Type".
+            lowered = name.lower()
+            if lowered == b"content-type":
+                content_type = content_type or value
+            elif lowered == b"content-encoding":
+                content_encoding = content_encoding or value
+            elif lowered == b"set-cookie":
+                sets_cookies = True
         status = message["status"]
-        if status < 200 or status in (204, 304) or not is_rewritable_html(headers):
-            await self._send(message)
-            return
-        add_vary(headers)
-        make_private(headers)
-        if visit.device_granted:
-            headers["Accept-CH"] = ACCEPT_CH
-        policy = pages.content_security_policy(self._scope, visit)
-        if policy is not None:
-            headers.append("Content-Security-Policy", policy)
-        if self._scope["method"] == "HEAD":
-            # The GET body gets markup added, so its length is not this one's.
-            del headers["content-length"]
-            await self._send(message)
-            return
-        gate = pages.gate(visit.granted)
-        self._rewriter = HtmlRewriter(
-            head_html=pages.head_markup(self._scope, visit),
-            body_html=pages.body_markup(self._scope, visit),
-            gate=gate,
-            placeholder=pages.placeholder_for(self._scope, visit) if gate is not None else None,
+        html = (
+            status >= 200 and status not in (204, 304) and is_rewritable_html(content_type, content_encoding)
         )
+        if not (html or sets_cookies or visit.has_pending_cookies):
+            await self._send(message)  # the lean path: nothing to change in this response
+            return
+        if html:
+            headers = self._page_headers(message.get("headers", ()))
+        else:  # a copy: the app may reuse its header list for every request
+            headers = [(name.lower(), value) for name, value in message.get("headers", ())]
+        if sets_cookies:
+            headers = pages.cookie_rules.filter_set_cookies(headers, visit.granted) or headers
+        headers += [(b"set-cookie", cookie.encode("latin-1")) for cookie in pages.pending_cookies(visit)]
+        message = {**message, "headers": headers}
+        if not html or self._scope["method"] == "HEAD":
+            # HEAD: the GET body gets markup added, so its length is not this one's (left out above).
+            await self._send(message)
+            return
+        self._gate = pages.gate(visit.granted)
+        self._page = True
         self._held = message
 
-    async def _body(self, message: Message, rewriter: HtmlRewriter) -> None:
-        more_body = message.get("more_body", False)
-        body = rewriter.feed(message.get("body", b""))
-        if not more_body:
-            body += rewriter.close()
-        if self._held is not None and not more_body:
-            # The whole page in one chunk: its new length is known.
-            MutableHeaders(scope=self._held)["content-length"] = str(len(body))
-        await self._flush_held(streaming=more_body)
+    def _page_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """The app's headers for an HTML page the markup goes into: names lower-cased, ``Vary`` and
+        ``Cache-Control`` amended, ``Content-Length`` left out (the body's length changes)."""
+        headers = []
+        vary = cache_control = None
+        for name, value in raw:
+            lowered = name.lower()
+            if lowered == b"vary":
+                vary = value if vary is None else vary
+            elif lowered == b"cache-control":
+                cache_control = value if cache_control is None else cache_control
+            elif lowered != b"content-length":
+                headers.append((lowered, value))
+        headers.append((b"vary", with_vary(vary)))
+        headers.append((b"cache-control", made_private(cache_control)))
+        if self._visit.device_granted:
+            headers.append((b"accept-ch", ACCEPT_CH_BYTES))
+        policy = self._pages.content_security_policy(self._scope, self._visit)
+        if policy is not None:
+            headers.append((b"content-security-policy", policy.encode("latin-1")))
+        return headers
+
+    async def _first_body(self, message: Message) -> None:
+        """The first body chunk: the whole page (rewritten at once, maybe from the page cache) or the
+        start of a stream (a rewriter follows it)."""
+        pages, scope, visit = self._pages, self._scope, self._visit
+        held, self._held = self._held, None
+        gate = self._gate
+        head_html = pages.head_markup(scope, visit)
+        body_html = pages.body_markup(scope, visit)
+        placeholder = pages.placeholder_for(scope, visit) if gate is not None else None
+        body = message.get("body", b"")
+        if held is not None and not message.get("more_body", False):
+            body = pages.page_cache.rewrite(
+                body,
+                key=visit.granted,
+                gate=gate,
+                head_html=head_html,
+                body_html=body_html,
+                placeholder=placeholder,
+            )
+            held["headers"].append((b"content-length", str(len(body)).encode("latin-1")))
+        else:
+            self._rewriter = HtmlRewriter(
+                head_html=head_html, body_html=body_html, gate=gate, placeholder=placeholder
+            )
+            body = self._rewriter.feed(body)
+            if not message.get("more_body", False):
+                body += self._rewriter.close()
+        if held is not None:
+            await self._send(held)
         await self._send({**message, "body": body})
 
-    async def _flush_held(self, *, streaming: bool) -> None:
+    async def _flush_held(self) -> None:
         held, self._held = self._held, None
         if held is not None:
-            if streaming:
-                del MutableHeaders(scope=held)["content-length"]
             await self._send(held)

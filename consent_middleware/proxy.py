@@ -7,6 +7,7 @@ that is not trusted.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from typing import Final
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
-__all__ = ["Peer", "parse_ip", "resolve_peer"]
+__all__ = ["Peer", "normal_ip", "parse_ip", "resolve_peer"]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -59,6 +60,13 @@ def parse_ip(value: str) -> IPAddress | None:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+@functools.lru_cache(maxsize=4096)
+def normal_ip(value: str) -> str | None:
+    """:func:`parse_ip` as text, cached: the ASGI client address of every request goes through it."""
+    address = parse_ip(value)
+    return str(address) if address else None
 
 
 def _trusted(address: IPAddress | None, networks: Sequence[Network]) -> bool:

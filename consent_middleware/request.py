@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import logging
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import Final
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
@@ -15,7 +18,7 @@ from .config import BundledDatabase, ConsentConfig
 from .geo import GeoLocator, bundled_database
 from .language import resolve_language, valid_language
 from .privacy import device_of, is_bot
-from .proxy import Peer, resolve_peer
+from .proxy import Peer, normal_ip, resolve_peer
 from .registry import CONSENT_COOKIE, LANGUAGE_COOKIE
 from .state import ConsentState, DecisionCodec, VerifiedDecision
 
@@ -24,24 +27,102 @@ __all__ = ["Visit", "VisitReader"]
 logger = logging.getLogger("consent_middleware")
 
 #: A query string longer than this is not searched for ``lang``.
-MAX_QUERY_BYTES = 4096
+MAX_QUERY_BYTES: Final = 4096
+#: Parsed ``Cookie`` headers kept (only headers up to MAX_CACHED_COOKIE_HEADER characters).
+MAX_CACHED_COOKIE_HEADERS: Final = 1024
+MAX_CACHED_COOKIE_HEADER: Final = 4096
 
 
-@dataclass(slots=True, kw_only=True)
 class Visit:
-    headers: Headers
-    peer: Peer
-    cookies: dict[str, str]
-    verified: VerifiedDecision | None
-    #: The optional categories granted (empty until the visitor decides; ``necessary`` is implied).
-    granted: frozenset[str]
-    #: May the app see the full IP, the user agent and the country?
-    device_granted: bool
-    #: A crawler (undecided visitors only): it gets no banner.
-    bot: bool
-    #: A valid ``?lang=`` that differs from the language cookie: the response remembers it.
-    new_language: str | None
-    state: ConsentState
+    """One request as read by :class:`VisitReader`. What only some responses need (the parsed
+    ``Cookie`` header, the peer behind proxies, the language, bot detection) is worked out on first
+    use: a JSON route pays for none of it."""
+
+    __slots__ = (
+        "_bot",
+        "_cookies",
+        "_headers",
+        "_peer",
+        "_reader",
+        "_scope",
+        "client_ip",
+        "cookie_header",
+        "device_granted",
+        "fields",
+        "granted",
+        "new_language",
+        "state",
+        "verified",
+    )
+
+    def __init__(
+        self,
+        *,
+        reader: VisitReader,
+        scope: Scope,
+        fields: Mapping[bytes, bytes],
+        cookie_header: str | None,
+        cookies: Mapping[str, str] | None,
+        verified: VerifiedDecision | None,
+        client_ip: str | None,
+    ) -> None:
+        self._reader = reader
+        self._scope = scope
+        #: The request headers, first of each name (as ``Headers.get`` reads them).
+        self.fields = fields
+        self.cookie_header = cookie_header
+        self._cookies = cookies
+        self.verified = verified
+        #: The client's address (behind trusted proxies, the visitor's); None when unknown.
+        self.client_ip = client_ip
+        decision = verified.decision if verified else None
+        #: The optional categories granted (empty until the visitor decides; ``necessary`` is implied).
+        self.granted: frozenset[str] = decision.categories if decision else frozenset()
+        #: May the app see the full IP, the user agent and the country?
+        self.device_granted = reader.device_category in self.granted
+        #: A valid ``?lang=`` that differs from the language cookie: the response remembers it.
+        self.new_language: str | None = None
+        self._headers: Headers | None = None
+        self._peer: Peer | None = None
+        self._bot: bool | None = None
+        self.state: ConsentState  # set by VisitReader.read
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(scope=self._scope)
+        return self._headers
+
+    @property
+    def cookies(self) -> Mapping[str, str]:
+        if self._cookies is None:
+            self._cookies = self._reader.cookies_of(self.cookie_header)
+        return self._cookies
+
+    @property
+    def peer(self) -> Peer:
+        if self._peer is None:
+            self._peer = resolve_peer(self._scope, self.headers, self._reader.trusted_proxies)
+        return self._peer
+
+    @property
+    def https(self) -> bool:
+        """Whether the visitor's connection is HTTPS (for the ``Secure`` cookie flag)."""
+        if self._peer is None and not self._reader.trusted_proxies:
+            return self._scope.get("scheme") in ("https", "wss")
+        return self.peer.https
+
+    @property
+    def bot(self) -> bool:
+        """A crawler (undecided visitors only): it gets no banner."""
+        if self._bot is None:
+            self._bot = not self.verified and is_bot(self.fields.get(b"user-agent", b"").decode("latin-1"))
+        return self._bot
+
+    @property
+    def has_pending_cookies(self) -> bool:
+        """Whether any response to this request sets a cookie (a language choice, a re-signed decision)."""
+        return bool(self.new_language) or (self.verified is not None and self.verified.needs_rotation)
 
 
 def query_value(scope: Scope, name: str) -> str | None:
@@ -74,57 +155,92 @@ class VisitReader:
         self._config = config
         self._codec = codec
         self._categories = tuple(category.name for category in config.categories)
+        self.device_category = config.device_category
+        self._languages = config.languages
+        self._policy_version = config.policy_version
+        self._respect_gpc = config.respect_gpc
+        self.trusted_proxies = config.trusted_proxies
         self.geo = geo_locator(config.geoip_database)
+        # Cookie header -> its cookies: a visitor sends the same header request after request.
+        self._parsed_cookies: dict[str, Mapping[str, str]] = {}
+
+    def cookies_of(self, header: str | None) -> Mapping[str, str]:
+        """The cookies of a ``Cookie`` header (read-only: the mapping is shared between requests)."""
+        if not header:
+            return _NO_COOKIES
+        cookies = self._parsed_cookies.get(header)
+        if cookies is None:
+            cookies = MappingProxyType(cookie_parser(header))
+            if len(header) <= MAX_CACHED_COOKIE_HEADER:
+                if len(self._parsed_cookies) >= MAX_CACHED_COOKIE_HEADERS:
+                    self._parsed_cookies.pop(next(iter(self._parsed_cookies), ""), None)
+                self._parsed_cookies[header] = cookies
+        return cookies
 
     def read(self, scope: Scope) -> Visit:
-        config = self._config
-        headers = Headers(scope=scope)
-        peer = resolve_peer(scope, headers, config.trusted_proxies)
-        cookie_header = headers.get("cookie")
-        cookies = cookie_parser(cookie_header) if cookie_header else {}
-        verified = self._codec.decode(cookies.get(CONSENT_COOKIE))
-        decision = verified.decision if verified else None
-        gpc = config.respect_gpc and headers.get("sec-gpc", "").strip() == "1"
-
-        granted = decision.categories if decision else frozenset()
-        device_granted = config.device_category in granted
-
-        from_query = valid_language(query_value(scope, "lang"), config.languages)
-        remembered = valid_language(cookies.get(LANGUAGE_COOKIE), config.languages)
-        explicit = from_query or remembered
-        # The country serves the language (transient) and, after consent, the app.
-        country = self.geo.country(peer.client_ip) if not explicit or device_granted else None
-        language = resolve_language(
-            explicit=explicit,
-            accept_language=headers.get("accept-language", ""),
-            supported=config.languages,
-            default=config.default_language,
-            country=country,
-            prefer_browser=config.prefer_browser_language,
-        )
-        state = ConsentState(
-            decision=decision,
-            all_categories=self._categories,
-            expires_at=self._codec.expires_at(decision) if decision else None,
-            version=config.policy_version,
-            language=language,
-            gpc=gpc,
-            security_client_ip=peer.client_ip,
-        )
-        user_agent = headers.get("user-agent", "")
-        if device_granted:
-            state.device = device_of(user_agent)
-            state.client_ip = peer.client_ip
-            state.country = country
-        new_language = from_query if from_query and from_query != remembered else None
-        return Visit(
-            headers=headers,
-            peer=peer,
+        raw_headers = scope["headers"]
+        if not isinstance(raw_headers, (list, tuple)):  # a tuple: "list | tuple" builds a union per call
+            raw_headers = list(raw_headers)
+        # First of each name wins, as with Headers.get (names are lower case in ASGI).
+        fields = dict(reversed(raw_headers))
+        cookie_bytes = fields.get(b"cookie")
+        cookie_header = cookie_bytes.decode("latin-1") if cookie_bytes else None
+        cookies = None
+        verified = None
+        if cookie_header and CONSENT_COOKIE in cookie_header:
+            cookies = self.cookies_of(cookie_header)
+            verified = self._codec.decode(cookies.get(CONSENT_COOKIE))
+        if self.trusted_proxies:
+            client_ip = resolve_peer(scope, Headers(scope=scope), self.trusted_proxies).client_ip
+        else:
+            client = scope.get("client")
+            client_ip = normal_ip(str(client[0])) if client else None
+        visit = Visit(
+            reader=self,
+            scope=scope,
+            fields=fields,
+            cookie_header=cookie_header,
             cookies=cookies,
             verified=verified,
-            granted=granted,
-            device_granted=device_granted,
-            bot=not decision and is_bot(user_agent),
-            new_language=new_language,
-            state=state,
+            client_ip=client_ip,
         )
+        from_query = None
+        if b"lang=" in scope.get("query_string", b""):
+            from_query = valid_language(query_value(scope, "lang"), self._languages)
+            if from_query:
+                remembered = valid_language(visit.cookies.get(LANGUAGE_COOKIE), self._languages)
+                visit.new_language = from_query if from_query != remembered else None
+        decision = verified.decision if verified else None
+        state = visit.state = ConsentState(
+            decision=decision,
+            all_categories=self._categories,
+            expires_at=decision.decided_at + self._codec.max_age if decision else None,
+            version=self._policy_version,
+            language=functools.partial(self._language, visit, from_query),
+            gpc=self._respect_gpc and fields.get(b"sec-gpc", b"").strip() == b"1",
+            security_client_ip=client_ip,
+        )
+        if visit.device_granted:
+            user_agent = fields.get(b"user-agent", b"").decode("latin-1")
+            state.reveal_device(
+                device=functools.partial(device_of, user_agent),
+                client_ip=client_ip,
+                country=functools.partial(self.geo.country, client_ip),
+            )
+        return visit
+
+    def _language(self, visit: Visit, from_query: str | None) -> str:
+        """SPEC §4, on first use: the explicit choice, the country (transient), the browser."""
+        config = self._config
+        explicit = from_query or valid_language(visit.cookies.get(LANGUAGE_COOKIE), config.languages)
+        return resolve_language(
+            explicit=explicit,
+            accept_language=visit.fields.get(b"accept-language", b"").decode("latin-1"),
+            supported=config.languages,
+            default=config.default_language,
+            country=None if explicit else self.geo.country(visit.client_ip),
+            prefer_browser=config.prefer_browser_language,
+        )
+
+
+_NO_COOKIES: Final[Mapping[str, str]] = MappingProxyType({})

@@ -64,12 +64,13 @@ import enum
 import html
 import re
 import string
-from collections.abc import Callable, Collection, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import ClassVar, Final, NamedTuple, TypeAlias
 
 from .gating import GatePolicy
 
-__all__ = ["MAX_INLINE_SCRIPT_BYTES", "MAX_TAG_BYTES", "HtmlRewriter"]
+__all__ = ["MAX_INLINE_SCRIPT_BYTES", "MAX_TAG_BYTES", "HtmlRewriter", "PageCache"]
 
 #: A tag longer than this is not buffered: it is passed on unchanged as it streams (its quotes are
 #: still tracked so scanning resumes after its real end). Bounds what ``feed`` may hold back.
@@ -996,3 +997,98 @@ class HtmlRewriter:
         _Mode.SCRIPT_DOUBLE_ESCAPED: _scan_script_double_escaped,
         _Mode.PLAINTEXT: _scan_plaintext,
     }
+
+
+#: A whole page rewritten once with these in place of the insertions and placeholders gives a
+#: template that any request's markup fills (a NUL never occurs in a page that is templated).
+_HEAD_SLOT: Final = b"\x00H\x00"
+_BODY_SLOT: Final = b"\x00B\x00"
+_SLOT_RE: Final = re.compile(rb"\x00([HB]|P[^\x00]*+)\x00")
+
+
+def _placeholder_slot(category: str) -> bytes:
+    return b"\x00P%s\x00" % category.encode()
+
+
+class PageCache:
+    """Whole pages rewritten once per content and visitor decision, then only filled per request.
+
+    Many sites send the same bytes to every visitor (a static or cached page); the rewriter reads
+    such a page once per set of granted categories, and later requests only splice their own
+    markup into the kept template. A page is kept from its second sighting on (a page that differs
+    per request never pushes the others out), and the cache holds at most ``max_bytes`` of pages and
+    templates, least recently used out first. Pages over ``max_page`` or holding a NUL byte are
+    rewritten every time.
+    """
+
+    def __init__(self, *, max_bytes: int = 8 * 1024 * 1024, max_page: int = 512 * 1024) -> None:
+        self._max_bytes = max_bytes
+        self._max_page = max_page
+        self._templates: OrderedDict[tuple[bytes, Hashable], tuple[bytes, ...]] = OrderedDict()
+        self._size = 0
+        # Hashes of pages seen once (bounded): the second sighting admits a page.
+        self._seen: OrderedDict[int, None] = OrderedDict()
+
+    def rewrite(
+        self,
+        page: bytes,
+        *,
+        key: Hashable,
+        gate: GatePolicy | None,
+        head_html: bytes,
+        body_html: bytes,
+        placeholder: Callable[[str], bytes] | None,
+    ) -> bytes:
+        """``page`` (a whole response body) as HtmlRewriter would give it; ``key`` names ``gate``."""
+        cache_key = (page, key)
+        parts = self._templates.get(cache_key)
+        if parts is not None:
+            self._templates.move_to_end(cache_key)
+            return _fill(parts, head_html, body_html, placeholder)
+        if len(page) > self._max_page or b"\x00" in page:
+            rewriter = HtmlRewriter(
+                head_html=head_html, body_html=body_html, gate=gate, placeholder=placeholder
+            )
+            return rewriter.feed(page) + rewriter.close()
+        rewriter = HtmlRewriter(
+            head_html=_HEAD_SLOT, body_html=_BODY_SLOT, gate=gate, placeholder=_placeholder_slot
+        )
+        parts = tuple(_SLOT_RE.split(rewriter.feed(page) + rewriter.close()))
+        self._admit(cache_key, hash(page), parts)
+        return _fill(parts, head_html, body_html, placeholder)
+
+    def _admit(self, cache_key: tuple[bytes, Hashable], page_hash: int, parts: tuple[bytes, ...]) -> None:
+        if page_hash not in self._seen:
+            self._seen[page_hash] = None
+            if len(self._seen) > _SEEN_PAGES:
+                self._seen.popitem(last=False)
+            return
+        size = len(cache_key[0]) + sum(map(len, parts))
+        if size > self._max_bytes:
+            return
+        self._templates[cache_key] = parts
+        self._size += size
+        while self._size > self._max_bytes and self._templates:
+            (old_page, _), old_parts = self._templates.popitem(last=False)
+            self._size -= len(old_page) + sum(map(len, old_parts))
+
+
+#: Pages remembered by hash for admission to a PageCache.
+_SEEN_PAGES: Final = 4096
+
+
+def _fill(
+    parts: tuple[bytes, ...], head_html: bytes, body_html: bytes, placeholder: Callable[[str], bytes] | None
+) -> bytes:
+    if len(parts) == 1:
+        return parts[0]
+    filled = list(parts)
+    for index in range(1, len(parts), 2):
+        slot = parts[index]
+        if slot == b"H":
+            filled[index] = head_html
+        elif slot == b"B":
+            filled[index] = body_html
+        else:
+            filled[index] = placeholder(slot[1:].decode()) if placeholder is not None else b""
+    return b"".join(filled)

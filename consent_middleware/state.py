@@ -7,10 +7,11 @@ reads as "no decision"; decoding never raises.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
@@ -39,6 +40,8 @@ MAX_COOKIE_LENGTH: Final = 1024
 #: A decision dated this far in the future is forged or from a broken clock.
 CLOCK_SKEW: Final = 300
 CONSENT_ID_PATTERN: Final = re.compile(r"[0-9a-f]{32}")
+#: Verified cookie values kept per codec (each at most MAX_COOKIE_LENGTH: about 1 MiB in all).
+MAX_VERIFIED_CACHED: Final = 1024
 
 
 def new_consent_id() -> str:
@@ -81,6 +84,9 @@ class DecisionCodec:
         self._version = policy_version
         self._max_age = int(max_age.total_seconds())
         self._categories = frozenset(categories) - {NECESSARY}
+        # Cookie value -> what verifying it gave (time window aside): a returning visitor sends the
+        # same value on every request, and HMAC plus JSON is most of reading a request.
+        self._verified: dict[str, VerifiedDecision | None] = {}
 
     @property
     def max_age(self) -> int:
@@ -100,6 +106,24 @@ class DecisionCodec:
         """The decision in a cookie value, or ``None`` for anything not a valid, live decision."""
         if not value or len(value) > MAX_COOKIE_LENGTH:
             return None
+        try:
+            verified = self._verified[value]
+        except KeyError:
+            verified = self._verify(value)
+            if len(self._verified) >= MAX_VERIFIED_CACHED:
+                # Oldest first out: a flood of forged values only ever costs one verification each.
+                self._verified.pop(next(iter(self._verified), ""), None)
+            self._verified[value] = verified
+        if verified is None:
+            return None
+        # The signature and the schema are cached by value; the time window is checked every time.
+        decided_at = verified.decision.decided_at
+        current = time.time() if now is None else now
+        if not decided_at - CLOCK_SKEW <= current < decided_at + self._max_age:
+            return None
+        return verified
+
+    def _verify(self, value: str) -> VerifiedDecision | None:
         rotated = False
         try:
             payload = self._newest.loads(value)
@@ -111,10 +135,10 @@ class DecisionCodec:
             rotated = True
         except Exception:  # a signed but undecodable payload (itsdangerous raises plain errors)
             return None
-        decision = self._parse(payload, time.time() if now is None else now)
+        decision = self._parse(payload)
         return None if decision is None else VerifiedDecision(decision, rotated)
 
-    def _parse(self, payload: object, now: float) -> Decision | None:
+    def _parse(self, payload: object) -> Decision | None:
         if not isinstance(payload, list) or len(payload) != 5:
             return None
         consent_id, version, categories, decided_at, method = payload
@@ -126,7 +150,6 @@ class DecisionCodec:
             and all(isinstance(name, str) for name in categories)
             and isinstance(decided_at, int)
             and not isinstance(decided_at, bool)
-            and decided_at - CLOCK_SKEW <= now < decided_at + self._max_age
             and isinstance(method, int)
             and not isinstance(method, bool)
             and 0 <= method < len(METHODS)
@@ -145,20 +168,19 @@ class ConsentState:
 
     Device data and the full IP (``device``, ``client_ip``, ``country``) are ``None`` until the
     device category is granted; ``security_client_ip`` is the true address, for security use only.
+    ``language``, ``device`` and ``country`` are worked out on first read: a request that never
+    reads them (a JSON route, say) never pays for them.
     """
 
     __slots__ = (
-        "_granted",
-        "categories",
+        "_all_categories",
+        "_country",
+        "_device",
+        "_expires_at",
+        "_language",
         "client_ip",
-        "consent_id",
-        "country",
-        "decided",
         "decision",
-        "device",
-        "expires_at",
         "gpc",
-        "language",
         "security_client_ip",
         "version",
     )
@@ -170,48 +192,97 @@ class ConsentState:
         all_categories: tuple[str, ...],
         expires_at: int | None,
         version: str,
-        language: str,
+        language: str | Callable[[], str],
         gpc: bool,
         security_client_ip: str | None,
     ) -> None:
-        granted = {NECESSARY} | (decision.categories if decision else frozenset())
+        # Few attributes set here, the rest derived on read: every request builds one of these.
         self.decision = decision
-        self.decided = decision is not None
-        self._granted = frozenset(granted)
-        self.categories: Mapping[str, bool] = MappingProxyType(
-            {name: name in granted for name in all_categories}
-        )
-        self.consent_id = decision.consent_id if decision else None
+        self._all_categories = all_categories
         self.version = version
-        self.language = language
+        self._language = language
         self.gpc = gpc
-        self.expires_at = datetime.fromtimestamp(expires_at, UTC) if expires_at is not None else None
+        self._expires_at = expires_at
         self.security_client_ip = security_client_ip
-        # Filled in by the privacy layer once the device category is granted.
-        self.device: object | None = None
+        # Filled in by the privacy layer once the device category is granted (reveal_device).
+        self._device: object | Callable[[], object] | None = None
         self.client_ip: str | None = None
-        self.country: str | None = None
+        self._country: str | Callable[[], str | None] | None = None
+
+    @property
+    def decided(self) -> bool:
+        return self.decision is not None
+
+    @property
+    def consent_id(self) -> str | None:
+        return self.decision.consent_id if self.decision else None
+
+    @property
+    def categories(self) -> Mapping[str, bool]:
+        """Every category by name: granted or not (``necessary`` always is)."""
+        granted = self.decision.categories if self.decision else frozenset()
+        return _categories_view(self._all_categories, granted)
+
+    @property
+    def language(self) -> str:
+        language = self._language
+        if callable(language):
+            language = self._language = language()
+        return language
+
+    @property
+    def expires_at(self) -> datetime | None:
+        return datetime.fromtimestamp(self._expires_at, UTC) if self._expires_at is not None else None
+
+    @property
+    def device(self) -> object | None:
+        device = self._device
+        if callable(device):
+            device = self._device = device()
+        return device
+
+    @property
+    def country(self) -> str | None:
+        country = self._country
+        if callable(country):
+            country = self._country = country()
+        return country
+
+    def reveal_device(
+        self, *, device: Callable[[], object], client_ip: str | None, country: Callable[[], str | None]
+    ) -> None:
+        """The device category is granted: the app may read the device, the full IP and the country."""
+        self._device = device
+        self.client_ip = client_ip
+        self._country = country
 
     def granted(self, category: str) -> bool:
         """Whether the visitor has granted ``category`` (``necessary`` always is)."""
-        return category in self._granted
+        return category == NECESSARY or (self.decision is not None and category in self.decision.categories)
 
     def as_json(self) -> dict[str, object]:
         """The body of ``GET PREFIX`` (SPEC §6)."""
+        expires_at = self.expires_at
         return {
             "consent_id": self.consent_id,
             "version": self.version,
             "decided": self.decided,
             "categories": dict(self.categories),
             "language": self.language,
-            "expires_at": self.expires_at.isoformat().replace("+00:00", "Z") if self.expires_at else None,
+            "expires_at": expires_at.isoformat().replace("+00:00", "Z") if expires_at else None,
             "gpc": self.gpc,
             "method": self.decision.method if self.decision else None,
         }
 
     def __repr__(self) -> str:
-        granted = ",".join(sorted(self._granted))
+        granted = ",".join(name for name, on in self.categories.items() if on)
         return f"<ConsentState decided={self.decided} granted={granted} language={self.language}>"
+
+
+@functools.lru_cache(maxsize=256)
+def _categories_view(all_categories: tuple[str, ...], granted: frozenset[str]) -> Mapping[str, bool]:
+    """``ConsentState.categories``, shared read-only between requests with the same decision."""
+    return MappingProxyType({name: name == NECESSARY or name in granted for name in all_categories})
 
 
 def cookie_header(

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from consent_middleware import ConsentMiddleware
-from consent_middleware.endpoints import safe_next
 from tests.conftest import ORIGIN, SECRET, html_app
 
 SAME_ORIGIN = {"Origin": ORIGIN}
@@ -133,36 +129,6 @@ def test_policy_version_change_voids_earlier_decisions() -> None:
     assert b'id="consent-banner"' in second.get("/").content
 
 
-@pytest.mark.parametrize(
-    "headers",
-    [
-        {"Origin": "https://evil.example"},
-        {"Origin": "null"},
-        {"Origin": "http://testserver.evil.example"},
-        {"Origin": "https://testserver"},  # another scheme is another origin
-        {"Referer": "https://evil.example/page"},
-        {"Sec-Fetch-Site": "cross-site"},
-        {"Sec-Fetch-Site": "cross-site", "Origin": ORIGIN},
-    ],
-    ids=[
-        "origin",
-        "origin-null",
-        "origin-suffix",
-        "origin-scheme",
-        "referer",
-        "sec-fetch-site",
-        "fetch+origin",
-    ],
-)
-def test_cross_site_posts_are_refused(client: TestClient, headers: dict[str, str]) -> None:
-    for path in ("/_consent", "/_consent/withdraw"):
-        response = client.post(path, data={"decision": "accept_all"}, headers=headers)
-        assert response.status_code == 403
-        assert "refused" in response.text
-        assert "set-cookie" not in response.headers
-    assert client.get("/_consent").json()["decided"] is False
-
-
 def test_same_origin_referer_without_origin_is_accepted(client: TestClient) -> None:
     response = client.post(
         "/_consent",
@@ -172,54 +138,6 @@ def test_same_origin_referer_without_origin_is_accepted(client: TestClient) -> N
     )
     assert response.status_code == 303
     assert response.headers["location"] == "/about"  # no next: back to the Referer's page
-
-
-def test_referer_of_another_site_is_never_a_redirect_target(client: TestClient) -> None:
-    response = client.post(
-        "/_consent",
-        data={"decision": "accept_all"},
-        follow_redirects=False,
-        headers={"Origin": ORIGIN, "Referer": "https://evil.example/x"},
-    )
-    assert response.headers["location"] == "/"
-
-
-OPEN_REDIRECTS = [
-    "https://evil.example/",
-    "//evil.example",
-    "///evil.example",
-    "/\\evil.example",
-    "\\\\evil.example",
-    "/\t/evil.example",
-    "/\n/evil.example",
-    "http:evil.example",
-    "https:/evil.example",
-    "javascript:alert(1)",
-    "data:text/html,<script>alert(1)</script>",
-    "evil.example",
-    " //evil.example",
-    "/\r\nSet-Cookie: x=1",
-    "\x00//evil.example",
-    "/" + "a" * 5000,
-]
-
-
-@pytest.mark.parametrize("target", OPEN_REDIRECTS)
-def test_off_site_or_malformed_next_falls_back_to_root(client: TestClient, target: str) -> None:
-    response = client.post(
-        "/_consent",
-        data={"decision": "accept_all", "next": target},
-        headers=SAME_ORIGIN,
-        follow_redirects=False,
-    )
-    assert response.status_code == 303
-    assert response.headers["location"] == "/"
-
-
-@given(st.text(max_size=200))
-def test_safe_next_only_ever_returns_a_local_path(value: str) -> None:
-    result = safe_next(value)
-    assert result is None or (result.startswith("/") and not result.startswith("//") and "\\" not in result)
 
 
 def test_unknown_decision_is_a_400_naming_the_allowed_values(client: TestClient) -> None:
@@ -244,29 +162,6 @@ def test_unknown_category_is_a_400_naming_it_and_the_allowed_ones(client: TestCl
     assert response.json() == {
         "error": "unknown category 'spying'; allowed: necessary, preferences, analytics, marketing"
     }
-
-
-def test_body_over_16_kib_is_a_413(client: TestClient) -> None:
-    response = client.post(
-        "/_consent",
-        content=b"decision=accept_all&pad=" + b"x" * 40_000,
-        headers={**SAME_ORIGIN, "Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert response.status_code == 413
-    assert "16384" in response.text
-
-
-def test_streamed_body_over_the_limit_is_a_413_without_content_length(client: TestClient) -> None:
-    def chunks() -> Iterator[bytes]:
-        for _ in range(10):
-            yield b"x" * 4096
-
-    response = client.post(
-        "/_consent",
-        content=chunks(),
-        headers={**SAME_ORIGIN, "Content-Type": "application/x-www-form-urlencoded"},
-    )
-    assert response.status_code == 413
 
 
 @pytest.mark.parametrize(
@@ -296,22 +191,6 @@ def test_unsupported_content_type_is_a_415(client: TestClient) -> None:
     response = client.post("/_consent", content=b"<x/>", headers={**SAME_ORIGIN, "Content-Type": "text/xml"})
     assert response.status_code == 415
     assert "application/x-www-form-urlencoded" in response.text
-
-
-@pytest.mark.parametrize(
-    ("method", "path", "allow"),
-    [
-        ("PUT", "/_consent", "GET, HEAD, POST"),
-        ("DELETE", "/_consent", "GET, HEAD, POST"),
-        ("GET", "/_consent/withdraw", "POST"),
-        ("POST", "/_consent/preferences", "GET, HEAD"),
-        ("POST", "/_consent/cookies", "GET, HEAD"),
-    ],
-)
-def test_other_methods_are_405_with_allow(client: TestClient, method: str, path: str, allow: str) -> None:
-    response = client.request(method, path, headers=SAME_ORIGIN)
-    assert response.status_code == 405
-    assert response.headers["allow"] == allow
 
 
 def test_unknown_route_under_the_prefix_is_404(client: TestClient) -> None:
@@ -368,18 +247,3 @@ def test_static_assets_have_hashed_names_and_a_long_cache(client: TestClient) ->
         assert response.status_code == 200
         assert response.headers["cache-control"] == "public, max-age=31536000, immutable"
         assert client.get(url, headers={"If-None-Match": response.headers["etag"]}).status_code == 304
-
-
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/_consent/static/banner.js",
-        "/_consent/static/../static/banner.js",
-        "/_consent/static/%2e%2e/x",
-        "/_consent/static/..%2f..%2fpyproject.toml",
-        "/_consent/static/",
-        "/_consent/static/a/banner.js",
-    ],
-)
-def test_static_route_serves_nothing_but_the_hashed_files(client: TestClient, path: str) -> None:
-    assert client.get(path).status_code == 404

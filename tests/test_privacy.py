@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -155,19 +154,6 @@ def test_bots_get_no_banner_but_stay_gated(client: TestClient) -> None:
     page = client.get("/page", headers={"User-Agent": GOOGLEBOT})
     assert b'id="consent-banner"' not in page.content
     assert b'id="consent-banner"' in client.get("/page", headers={"User-Agent": CHROME}).content
-
-
-@pytest.mark.parametrize(
-    "header", ["User-Agent", "Accept-Language", "Cookie", "X-Forwarded-For", "Forwarded"]
-)
-def test_a_100_kb_header_is_handled_quickly(client: TestClient, header: str) -> None:
-    value = ("Mozilla/5.0 (" * 8000)[:100_000] if header == "User-Agent" else ("a=1; " * 20_000)[:100_000]
-    client.get("/page", headers={header: value})  # warm-up: imports and template caches
-    start = time.perf_counter()
-    response = client.get("/page", headers={header: value.replace("a", "b", 1)})
-    elapsed = time.perf_counter() - start
-    assert response.status_code == 200
-    assert elapsed < 0.05, f"{header}: {elapsed * 1000:.1f} ms"
 
 
 @given(lang=st.text(max_size=40), accept=st.binary(max_size=300))

@@ -19,7 +19,7 @@ from .pages import PageDecorator
 from .privacy import reduce_headers, truncate_ip
 from .registry import LANGUAGE_COOKIE_MAX_AGE
 from .render import Renderer
-from .request import Visit, VisitReader
+from .request import VisitReader
 from .state import CookieWriter, DecisionCodec
 
 __all__ = ["ConsentMiddleware"]
@@ -84,13 +84,15 @@ class ConsentMiddleware:
         )
         self._pages = PageDecorator(config=config_, renderer=self._renderer, cookies=cookies, rules=rules)
         self._withheld_headers = frozenset(name.encode("latin-1") for name in config_.withheld_headers)
+        self._uses_csp = self._pages.uses_csp
+        self._nonce_key = config_.csp_nonce_key
         self._exclude_paths = config_.exclude_paths
         self._prefix = config_.prefix
         self._prefix_dir = config_.prefix + "/"
         self._gpc_body = json.dumps({"gpc": True, "lastUpdate": GPC_LAST_UPDATE}).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self._exclude_paths):
+        if scope["type"] != "http" or (self._exclude_paths and scope["path"].startswith(self._exclude_paths)):
             await self.app(scope, receive, send)
             return
         visit = self._reader.read(scope)
@@ -103,10 +105,7 @@ class ConsentMiddleware:
             await response(scope, receive, send)
             return
 
-        scope = self._scope_for_app(scope, visit)
-        await self.app(scope, receive, self._pages.responder(scope, visit, send).send)
-
-    def _scope_for_app(self, scope: Scope, visit: Visit) -> Scope:
+        # The scope the app sees (inline: this runs on every request).
         scope = dict(scope)
         extensions = scope.get("extensions")
         if extensions and any(name in extensions for name in FILE_EXTENSIONS):
@@ -124,9 +123,9 @@ class ConsentMiddleware:
         else:
             scope["client"] = (truncate_ip(visit.client_ip), 0) if client else None
             scope["headers"] = reduce_headers(scope["headers"], self._withheld_headers)
-        state = scope["state"] = dict(scope.get("state") or {})
+        state = scope["state"] = dict(scope.get("state") or ())
         state["consent"] = visit.state
-        if self._pages.uses_csp and not nonce_of(scope, self.config.csp_nonce_key):
+        if self._uses_csp and not nonce_of(scope, self._nonce_key):
             # CSP mode needs a nonce for what it injects; the app may use this one for its own scripts.
-            state[self.config.csp_nonce_key] = secrets.token_urlsafe(18)
-        return scope
+            state[self._nonce_key] = secrets.token_urlsafe(18)
+        await self.app(scope, receive, self._pages.responder(scope, visit, send).send)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Final, cast
 from urllib.parse import quote
 
 from starlette.types import Message, Scope, Send
@@ -69,16 +69,18 @@ class PageDecorator:
             policy = self._gates[granted] = GatePolicy.build(self._registry, granted)
         return policy if policy.refused else None
 
-    def head_markup(self, scope: Scope, visit: Visit) -> bytes:
+    def nonce(self, scope: Scope) -> str | None:
+        """The page's CSP nonce (the app's, or the one CSP mode put in the scope)."""
+        return nonce_of(scope, self._nonce_key)
+
+    def head_markup(self, visit: Visit, nonce: str | None) -> bytes:
         """What goes right after ``<head>``: the Consent Mode defaults, while Google tags are declared."""
         if self._consent_mode is None:
             return b""
-        return self._consent_mode.render(visit.granted, nonce_of(scope, self._nonce_key))
+        return self._consent_mode.render(visit.granted, nonce)
 
-    def placeholder_for(self, scope: Scope, visit: Visit) -> Callable[[str], bytes]:
+    def placeholder_for(self, visit: Visit, nonce: str | None, next_path: str) -> Callable[[str], bytes]:
         """Renders, per gated iframe, the localized "this needs CATEGORY" block with its grant button."""
-        nonce = nonce_of(scope, self._nonce_key)
-        next_path = current_path(scope)
 
         def placeholder(category: str) -> bytes:
             return self._renderer.placeholder(
@@ -97,12 +99,10 @@ class PageDecorator:
             return None
         return self._csp.header(visit.granted, nonce_of(scope, self._nonce_key))
 
-    def body_markup(self, scope: Scope, visit: Visit) -> bytes:
+    def body_markup(self, visit: Visit, nonce: str | None, next_path: str) -> bytes:
         """What goes right after ``<body>``: the banner, or the settings control once decided."""
         if visit.bot:
             return b""  # crawlers cannot consent; gating still applies to them
-        nonce = nonce_of(scope, self._nonce_key)
-        next_path = current_path(scope)
         state = visit.state
         if nonce is not None:  # one per request: nothing to keep
             return self._render_body_markup(state, next_path, nonce)
@@ -181,7 +181,7 @@ def made_private(value: bytes | None) -> bytes:
 class PageResponder:
     """Per request: holds ``http.response.start`` until the first body chunk decides the headers."""
 
-    __slots__ = ("_gate", "_held", "_page", "_pages", "_rewriter", "_scope", "_send", "_visit")
+    __slots__ = ("_held", "_pages", "_rewriter", "_scope", "_send", "_visit")
 
     def __init__(self, pages: PageDecorator, scope: Scope, visit: Visit, send: Send) -> None:
         self._pages = pages
@@ -189,20 +189,21 @@ class PageResponder:
         self._visit = visit
         self._send = send
         self._held: Message | None = None
-        self._rewriter: HtmlRewriter | None = None
-        self._gate: GatePolicy | None = None
-        self._page = False  # an HTML body is coming: the markup goes in, gating applies
+        # False: not a page to rewrite; True: a page whose first body chunk is still to come; then
+        # the rewriter of the rest of a streamed page.
+        self._rewriter: HtmlRewriter | bool = False
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
             await self._start(message)
-        elif kind == "http.response.body" and self._page and self._rewriter is None:
+        elif kind == "http.response.body" and self._rewriter is True:
             await self._first_body(message)
-        elif kind == "http.response.body" and self._rewriter is not None:
-            body = self._rewriter.feed(message.get("body", b""))
+        elif kind == "http.response.body" and self._rewriter:
+            rewriter = cast(HtmlRewriter, self._rewriter)
+            body = rewriter.feed(message.get("body", b""))
             if not message.get("more_body", False):
-                body += self._rewriter.close()
+                body += rewriter.close()
             await self._send({**message, "body": body})
         else:
             if self._held is not None:  # e.g. trailers before any body: the page goes out as it is
@@ -241,8 +242,7 @@ class PageResponder:
             # HEAD: the GET body gets markup added, so its length is not this one's (left out above).
             await self._send(message)
             return
-        self._gate = pages.gate(visit.granted)
-        self._page = True
+        self._rewriter = True
         self._held = message
 
     def _page_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -272,10 +272,12 @@ class PageResponder:
         start of a stream (a rewriter follows it)."""
         pages, scope, visit = self._pages, self._scope, self._visit
         held, self._held = self._held, None
-        gate = self._gate
-        head_html = pages.head_markup(scope, visit)
-        body_html = pages.body_markup(scope, visit)
-        placeholder = pages.placeholder_for(scope, visit) if gate is not None else None
+        gate = pages.gate(visit.granted)
+        nonce = pages.nonce(scope)
+        next_path = current_path(scope)
+        head_html = pages.head_markup(visit, nonce)
+        body_html = pages.body_markup(visit, nonce, next_path)
+        placeholder = pages.placeholder_for(visit, nonce, next_path) if gate is not None else None
         body = message.get("body", b"")
         if held is not None and not message.get("more_body", False):
             body = pages.page_cache.rewrite(
@@ -288,12 +290,12 @@ class PageResponder:
             )
             held["headers"].append((b"content-length", str(len(body)).encode("latin-1")))
         else:
-            self._rewriter = HtmlRewriter(
+            rewriter = self._rewriter = HtmlRewriter(
                 head_html=head_html, body_html=body_html, gate=gate, placeholder=placeholder
             )
-            body = self._rewriter.feed(body)
+            body = rewriter.feed(body)
             if not message.get("more_body", False):
-                body += self._rewriter.close()
+                body += rewriter.close()
         if held is not None:
             await self._send(held)
         await self._send({**message, "body": body})

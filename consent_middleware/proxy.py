@@ -63,9 +63,9 @@ def parse_ip(value: str) -> IPAddress | None:
 
 
 @functools.lru_cache(maxsize=4096)
-def normal_ip(value: str) -> str | None:
+def normal_ip(value: object) -> str | None:
     """:func:`parse_ip` as text, cached: the ASGI client address of every request goes through it."""
-    address = parse_ip(value)
+    address = parse_ip(str(value))
     return str(address) if address else None
 
 

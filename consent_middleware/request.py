@@ -57,67 +57,70 @@ class Visit:
 
     def __init__(
         self,
-        *,
         reader: VisitReader,
         scope: Scope,
         fields: Mapping[bytes, bytes],
         cookie_header: str | None,
-        cookies: Mapping[str, str] | None,
         verified: VerifiedDecision | None,
         client_ip: str | None,
     ) -> None:
+        # Positional, and the lazy slots left unset (read through AttributeError): one per request.
         self._reader = reader
         self._scope = scope
         #: The request headers, first of each name (as ``Headers.get`` reads them).
         self.fields = fields
         self.cookie_header = cookie_header
-        self._cookies = cookies
         self.verified = verified
         #: The client's address (behind trusted proxies, the visitor's); None when unknown.
         self.client_ip = client_ip
-        decision = verified.decision if verified else None
         #: The optional categories granted (empty until the visitor decides; ``necessary`` is implied).
-        self.granted: frozenset[str] = decision.categories if decision else frozenset()
+        self.granted: frozenset[str] = verified.decision.categories if verified else _NOTHING
         #: May the app see the full IP, the user agent and the country?
         self.device_granted = reader.device_category in self.granted
         #: A valid ``?lang=`` that differs from the language cookie: the response remembers it.
         self.new_language: str | None = None
-        self._headers: Headers | None = None
-        self._peer: Peer | None = None
-        self._bot: bool | None = None
         self.state: ConsentState  # set by VisitReader.read
 
     @property
     def headers(self) -> Headers:
-        if self._headers is None:
-            self._headers = Headers(scope=self._scope)
-        return self._headers
+        try:
+            return self._headers
+        except AttributeError:
+            self._headers: Headers = Headers(scope=self._scope)
+            return self._headers
 
     @property
     def cookies(self) -> Mapping[str, str]:
-        if self._cookies is None:
-            self._cookies = self._reader.cookies_of(self.cookie_header)
-        return self._cookies
+        try:
+            return self._cookies
+        except AttributeError:
+            self._cookies: Mapping[str, str] = self._reader.cookies_of(self.cookie_header)
+            return self._cookies
 
     @property
     def peer(self) -> Peer:
-        if self._peer is None:
-            self._peer = resolve_peer(self._scope, self.headers, self._reader.trusted_proxies)
-        return self._peer
+        try:
+            return self._peer
+        except AttributeError:
+            self._peer: Peer = resolve_peer(self._scope, self.headers, self._reader.trusted_proxies)
+            return self._peer
 
     @property
     def https(self) -> bool:
         """Whether the visitor's connection is HTTPS (for the ``Secure`` cookie flag)."""
-        if self._peer is None and not self._reader.trusted_proxies:
+        if not self._reader.trusted_proxies:
             return self._scope.get("scheme") in ("https", "wss")
         return self.peer.https
 
     @property
     def bot(self) -> bool:
         """A crawler (undecided visitors only): it gets no banner."""
-        if self._bot is None:
-            self._bot = not self.verified and is_bot(self.fields.get(b"user-agent", b"").decode("latin-1"))
-        return self._bot
+        try:
+            return self._bot
+        except AttributeError:
+            user_agent = self.fields.get(b"user-agent", b"").decode("latin-1")
+            self._bot: bool = not self.verified and is_bot(user_agent)
+            return self._bot
 
     @property
     def has_pending_cookies(self) -> bool:
@@ -158,6 +161,7 @@ class VisitReader:
         self.device_category = config.device_category
         self._languages = config.languages
         self._policy_version = config.policy_version
+        self._max_age = codec.max_age
         self._respect_gpc = config.respect_gpc
         self.trusted_proxies = config.trusted_proxies
         self.geo = geo_locator(config.geoip_database)
@@ -185,25 +189,15 @@ class VisitReader:
         fields = dict(reversed(raw_headers))
         cookie_bytes = fields.get(b"cookie")
         cookie_header = cookie_bytes.decode("latin-1") if cookie_bytes else None
-        cookies = None
         verified = None
         if cookie_header and CONSENT_COOKIE in cookie_header:
-            cookies = self.cookies_of(cookie_header)
-            verified = self._codec.decode(cookies.get(CONSENT_COOKIE))
+            verified = self._codec.decode(self.cookies_of(cookie_header).get(CONSENT_COOKIE))
         if self.trusted_proxies:
             client_ip = resolve_peer(scope, Headers(scope=scope), self.trusted_proxies).client_ip
         else:
             client = scope.get("client")
-            client_ip = normal_ip(str(client[0])) if client else None
-        visit = Visit(
-            reader=self,
-            scope=scope,
-            fields=fields,
-            cookie_header=cookie_header,
-            cookies=cookies,
-            verified=verified,
-            client_ip=client_ip,
-        )
+            client_ip = normal_ip(client[0]) if client else None
+        visit = Visit(self, scope, fields, cookie_header, verified, client_ip)
         from_query = None
         if b"lang=" in scope.get("query_string", b""):
             from_query = valid_language(query_value(scope, "lang"), self._languages)
@@ -212,13 +206,13 @@ class VisitReader:
                 visit.new_language = from_query if from_query != remembered else None
         decision = verified.decision if verified else None
         state = visit.state = ConsentState(
-            decision=decision,
-            all_categories=self._categories,
-            expires_at=decision.decided_at + self._codec.max_age if decision else None,
-            version=self._policy_version,
-            language=functools.partial(self._language, visit, from_query),
-            gpc=self._respect_gpc and fields.get(b"sec-gpc", b"").strip() == b"1",
-            security_client_ip=client_ip,
+            decision,
+            self._categories,
+            decision.decided_at + self._max_age if decision else None,
+            self._policy_version,
+            functools.partial(self._language, visit, from_query),  # language: resolved on first read
+            self._respect_gpc and fields.get(b"sec-gpc", b"").strip() == b"1",  # gpc
+            client_ip,  # security_client_ip
         )
         if visit.device_granted:
             user_agent = fields.get(b"user-agent", b"").decode("latin-1")
@@ -244,3 +238,4 @@ class VisitReader:
 
 
 _NO_COOKIES: Final[Mapping[str, str]] = MappingProxyType({})
+_NOTHING: Final[frozenset[str]] = frozenset()

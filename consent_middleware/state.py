@@ -187,7 +187,6 @@ class ConsentState:
 
     def __init__(
         self,
-        *,
         decision: Decision | None,
         all_categories: tuple[str, ...],
         expires_at: int | None,
@@ -196,7 +195,8 @@ class ConsentState:
         gpc: bool,
         security_client_ip: str | None,
     ) -> None:
-        # Few attributes set here, the rest derived on read: every request builds one of these.
+        # Few attributes set here, the rest derived on read: every request builds one of these (the
+        # middleware passes the arguments by position, which is cheaper).
         self.decision = decision
         self._all_categories = all_categories
         self.version = version

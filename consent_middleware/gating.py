@@ -140,6 +140,11 @@ def url_host(url: bytes) -> bytes | None:
     return host.lower().rstrip(b".") or None
 
 
+#: Decisions memoized per policy, and the longest tag or script body memoized.
+MAX_MEMO: Final = 4096
+MAX_MEMO_BYTES: Final = 4096
+
+
 @dataclass(frozen=True)
 class GatePolicy:
     """What to gate for one set of granted categories. Build it with :meth:`build`.
@@ -161,6 +166,10 @@ class GatePolicy:
     _tag_hint: re.Pattern[bytes] = field(default=re.compile(rb"data-consent"), compare=False, repr=False)
     #: Per refused host: the pattern finding it in a lower-cased inline script, and its category.
     _host_mentions: tuple[tuple[re.Pattern[bytes], str], ...] = field(default=(), compare=False, repr=False)
+    #: Memos of this policy's decisions, by the exact bytes decided on (a site sends the same tags and
+    #: inline scripts on page after page). Filled up to MAX_MEMO entries, then no longer grown.
+    tag_memo: dict[bytes, tuple[int, bytes, str]] = field(default_factory=dict, compare=False, repr=False)
+    _script_memo: dict[bytes, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def build(cls, registry: Registry, granted: Iterable[str]) -> GatePolicy:
@@ -239,6 +248,15 @@ class GatePolicy:
         """The refused category an inline script's ``body`` belongs to: that of a refused service
         whose host it mentions (services in registry order), else the Google category when it has
         a Google tag id, a ``gtag(``/``ga(`` call or a ``dataLayer.push`` config."""
+        try:
+            return self._script_memo[body]
+        except KeyError:
+            category = self._inline_script_category(body)
+        if len(body) <= MAX_MEMO_BYTES and len(self._script_memo) < MAX_MEMO:
+            self._script_memo[body] = category
+        return category
+
+    def _inline_script_category(self, body: bytes) -> str | None:
         if self._host_mentions:
             lowered = body.lower()
             for pattern, category in self._host_mentions:

@@ -68,7 +68,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection, Hashable, Iterable
 from typing import ClassVar, Final, NamedTuple, TypeAlias
 
-from .gating import GatePolicy
+from .gating import MAX_MEMO, MAX_MEMO_BYTES, GatePolicy
 
 __all__ = ["MAX_INLINE_SCRIPT_BYTES", "MAX_TAG_BYTES", "HtmlRewriter", "PageCache"]
 
@@ -291,6 +291,10 @@ def _renamed(tag: bytes, at: int, insertion: bytes, names: Collection[bytes]) ->
 
 
 _SCRIPT_NAME_END: Final = 1 + len(SCRIPT)
+# What gating decided for a start tag (memoized per policy by the tag's bytes).
+_KEEP: Final = 0
+_HOLD: Final = 1
+_INERT: Final = 2
 
 
 def _inert_script(tag: bytes, category: str | None) -> bytes:
@@ -575,6 +579,38 @@ class HtmlRewriter:
 
     def _gate_start_tag(self, gate: GatePolicy, name: bytes, raw: bytes) -> bytes | None:
         """``raw`` made inert if gated, ``raw`` itself if not, None to hold an inline script."""
+        memo = gate.tag_memo
+        decided = memo.get(raw)
+        if decided is None:
+            decided = self._decide_start_tag(gate, name, raw)
+            if len(raw) <= MAX_MEMO_BYTES and len(memo) < MAX_MEMO:
+                memo[raw] = decided
+        outcome, inert, frame_category = decided
+        if outcome == _KEEP:
+            return raw
+        if outcome == _HOLD:
+            return None
+        if frame_category and self._placeholder is not None:
+            # A gated iframe: its placeholder goes first (rendered per request: not in the memo).
+            return self._placeholder_for(frame_category) + inert
+        return inert
+
+    def _decide_start_tag(self, gate: GatePolicy, name: bytes, raw: bytes) -> tuple[int, bytes, str]:
+        """What gating makes of a start tag: (_KEEP, ...), (_HOLD, ...) for an inline script, or
+        (_INERT, the inert tag, the category of the placeholder an iframe gets, or "")."""
+        emitted = self._gated_tag(gate, name, raw)
+        if emitted is None:
+            return _HOLD, b"", ""
+        if emitted is raw:
+            return _KEEP, b"", ""
+        if isinstance(emitted, tuple):
+            category, inert = emitted
+            return _INERT, inert, category
+        return _INERT, emitted, ""
+
+    def _gated_tag(self, gate: GatePolicy, name: bytes, raw: bytes) -> bytes | tuple[str, bytes] | None:
+        """``raw`` made inert if gated (with the category of its placeholder, for an iframe that
+        gets one), ``raw`` itself if not, None to hold an inline script."""
         if name == SCRIPT:
             return self._gate_script_tag(gate, raw)
         if name in URL_ATTRIBUTES:
@@ -598,11 +634,10 @@ class HtmlRewriter:
         inert = _renamed(raw, name_end, insertion, RENAMED_ATTRIBUTES)
         if (
             name == IFRAME
-            and self._placeholder is not None
             and category in gate.categories  # not for a data-consent value naming no category
             and not _is_invisible_frame(attributes)
         ):
-            return self._placeholder_for(category) + inert
+            return category, inert
         return inert
 
     @staticmethod

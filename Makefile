@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint typecheck unit jstest clean
+.PHONY: demo test lint typecheck unit jstest clean fuzz bench soak
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH (or: make PYTHON=python3 ...)"; exit 1; }
@@ -37,8 +37,25 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+# The 5-minute soak (issue 8), not part of `test` (tests/test_soak.py runs 15 s of it): 64 connections of
+# mixed traffic through uvicorn, every answer checked, the server's memory flat after the warm-up.
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --duration 300 --connections 64
+
+# The speed benchmarks (issue 7), not part of `test`: HTTP through uvicorn with wrk (about 40 minutes on a
+# quiet 2-core machine; needs wrk: apt-get install wrk), then the in-process figures.
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.bench_http
+	$(BIN)/python -m benchmarks.bench_inprocess
+
 jstest: $(NODE_STAMP)
 	node --test tests/js/
+
+# The long fuzz run (README, "Fuzzing"): FUZZ_EXAMPLES inputs per target of tests/fuzz, about 20 minutes
+# on two cores. `make test` runs the same targets with the default example count.
+FUZZ_EXAMPLES ?= 12000
+fuzz: $(STAMP)
+	CONSENT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest tests/fuzz -q -p no:randomly --hypothesis-show-statistics
 
 test: lint typecheck jstest unit
 

@@ -28,9 +28,11 @@ Header = tuple[bytes, bytes]
 
 
 def cookie_name(set_cookie: bytes) -> str:
-    """The name a ``Set-Cookie`` value sets (RFC 6265 §5.2: up to the first ``=``, trimmed)."""
+    """The name a ``Set-Cookie`` value sets (RFC 6265 §5.2: up to the first ``=``, trimmed). Trimmed
+    as ``str.strip`` does, as the apps' own parsers (Starlette's, Django's) read it: a name with a
+    leading NBSP is still that name to them."""
     pair = set_cookie.split(b";", 1)[0]
-    return pair.split(b"=", 1)[0].strip().decode("latin-1") if b"=" in pair else ""
+    return pair.split(b"=", 1)[0].decode("latin-1").strip() if b"=" in pair else ""
 
 
 def parent_domains(host: str) -> list[str]:

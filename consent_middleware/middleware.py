@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 from pathlib import Path
@@ -128,4 +129,13 @@ class ConsentMiddleware:
         if self._uses_csp and not nonce_of(scope, self._nonce_key):
             # CSP mode needs a nonce for what it injects; the app may use this one for its own scripts.
             state[self._nonce_key] = secrets.token_urlsafe(18)
-        await self.app(scope, receive, self._pages.responder(scope, visit, send).send)
+        responder = self._pages.responder(scope, visit, send)
+        try:
+            await self.app(scope, receive, responder.send)
+        except Exception:
+            # An HTML page's start is held until its first body chunk: send what the app did send,
+            # so the server sees the same messages as without the middleware, then let it fail.
+            with contextlib.suppress(Exception):
+                await responder.release()
+            raise
+        await responder.release()

@@ -300,6 +300,11 @@ class PageResponder:
             await self._send(held)
         await self._send({**message, "body": body})
 
+    async def release(self) -> None:
+        """The app has returned or raised: a start still held goes out (the body never came)."""
+        if self._held is not None:
+            await self._flush_held()
+
     async def _flush_held(self) -> None:
         held, self._held = self._held, None
         if held is not None:

@@ -796,6 +796,15 @@ class HtmlRewriter:
         """A complete start tag ``data[start:end]``: emit what the hook makes of it, then enter the
         content it opens."""
         name = name.lower()
+        if end - start > MAX_TAG_BYTES:
+            # Read whole here, but in smaller chunks it would have streamed as a long tag: treated
+            # alike (never gated, insertions still placed) so that chunking never changes the output.
+            insertion = self._take_insertions(name)
+            if insertion:
+                self._replace(data, end, end, insertion)
+            self._pos = end
+            self._enter_content(name)
+            return
         raw = bytes(data[start:end])
         replacement = self._on_start_tag(name, raw)
         if replacement is None:

@@ -24,10 +24,9 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar, cast
 
 from .base import LogEntry, LogUnavailable, NewEntry, Signer, VerifyReport, check_entry
 from .spool import Spool
@@ -41,6 +40,7 @@ logger = logging.getLogger("consent_middleware.log")
 MAX_BATCH: Final = 1000
 #: How long ``append`` waits for a stuck writer (a hung store) before it spools its entry itself.
 APPEND_TIMEOUT: Final = 10.0
+_T = TypeVar("_T")
 #: How long ``close`` (and interpreter exit) waits for queued entries to be written.
 CLOSE_TIMEOUT: Final = 30.0
 
@@ -206,17 +206,57 @@ class _Writer:
         self.thread.join(timeout)
 
 
+_Task = tuple[Callable[[], object], asyncio.AbstractEventLoop, "asyncio.Future[object]"]
+
+
 class _Reader:
-    """The reading thread and its own connection (``history``)."""
+    """The reading thread and its own connection (``history``).
+
+    A thread of its own fed through a SimpleQueue, not an executor: ``close`` may run in a
+    finalizer at any point, even inside another executor's ``submit``, where taking the executors'
+    shared lock would deadlock; putting on a SimpleQueue takes no lock.
+    """
 
     def __init__(self, make_store: Callable[[bool], Store]) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consent-log-reader")
         self.store = make_store(True)  # used only on the reading thread
+        self.queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._run, name="consent-log-reader", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (task := self.queue.get()) is not None:
+            function, loop, future = task
+            result: object = None
+            error: BaseException | None = None
+            try:
+                result = function()
+            except BaseException as failure:  # handed to the caller, as an executor would
+                error = failure
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+                loop.call_soon_threadsafe(_resolve, future, result, error)
+        with contextlib.suppress(Exception):
+            self.store.close()
+
+    async def run(self, function: Callable[[], _T]) -> _T:
+        """``function()`` on the reading thread."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[object] = loop.create_future()
+        self.queue.put((function, loop, future))
+        return cast(_T, await future)
 
     def close(self, wait: bool) -> None:
-        with contextlib.suppress(RuntimeError):  # already shut down
-            self.executor.submit(self.store.close)
-        self.executor.shutdown(wait=wait)
+        self.queue.put(None)
+        if wait:
+            self.thread.join(CLOSE_TIMEOUT)
+
+
+def _resolve(future: asyncio.Future[object], result: object, error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
 
 
 def _release(writer: _Writer, reader: _Reader) -> None:
@@ -332,8 +372,7 @@ class StoreLog:
         spool are all it returns (a warning is logged).
         """
         _, reader = self._threads()
-        read = functools.partial(_history, reader.store, self.spool, consent_id)
-        return await asyncio.get_running_loop().run_in_executor(reader.executor, read)
+        return await reader.run(functools.partial(_history, reader.store, self.spool, consent_id))
 
     async def close(self) -> None:
         """Write what is queued, then stop the threads and drop the connections (reopens on next use)."""

@@ -16,7 +16,7 @@ from .config import ConsentConfig
 from .cookies import CookieRules
 from .endpoints import Endpoints, nonce_of
 from .log import open_log
-from .pages import PageDecorator
+from .pages import PageDecorator, PageResponder
 from .privacy import reduce_headers, truncate_ip
 from .registry import LANGUAGE_COOKIE_MAX_AGE
 from .render import Renderer
@@ -129,13 +129,15 @@ class ConsentMiddleware:
         if self._uses_csp and not nonce_of(scope, self._nonce_key):
             # CSP mode needs a nonce for what it injects; the app may use this one for its own scripts.
             state[self._nonce_key] = secrets.token_urlsafe(18)
-        responder = self._pages.responder(scope, visit, send)
+        responder = PageResponder(self._pages, scope, visit, send)
         try:
             await self.app(scope, receive, responder.send)
         except Exception:
             # An HTML page's start is held until its first body chunk: send what the app did send,
             # so the server sees the same messages as without the middleware, then let it fail.
-            with contextlib.suppress(Exception):
-                await responder.release()
+            if responder.holding:
+                with contextlib.suppress(Exception):
+                    await responder.release()
             raise
-        await responder.release()
+        if responder.holding:
+            await responder.release()

@@ -60,9 +60,6 @@ class PageDecorator:
     def uses_csp(self) -> bool:
         return self._csp is not None
 
-    def responder(self, scope: Scope, visit: Visit, send: Send) -> PageResponder:
-        return PageResponder(self, scope, visit, send)
-
     def gate(self, granted: frozenset[str]) -> GatePolicy | None:
         policy = self._gates.get(granted)
         if policy is None:
@@ -196,7 +193,28 @@ class PageResponder:
     async def send(self, message: Message) -> None:
         kind = message["type"]
         if kind == "http.response.start":
-            await self._start(message)
+            # Inline, as the lean path for what is no page (a JSON route) ends here.
+            content_type = content_encoding = b""
+            sets_cookies = False
+            for name, value in message.get("headers", ()):
+                # ASGI asks for lower-case names, but Django sends "Content-Type".
+                lowered = name.lower()
+                if lowered == b"content-type":
+                    content_type = content_type or value
+                elif lowered == b"content-encoding":
+                    content_encoding = content_encoding or value
+                elif lowered == b"set-cookie":
+                    sets_cookies = True
+            status = message["status"]
+            html = (
+                status >= 200
+                and status not in (204, 304)
+                and is_rewritable_html(content_type, content_encoding)
+            )
+            if html or sets_cookies or self._visit.has_pending_cookies:
+                await self._start(message, html=html, sets_cookies=sets_cookies)
+            else:
+                await self._send(message)  # nothing to change in this response
         elif kind == "http.response.body" and self._rewriter is True:
             await self._first_body(message)
         elif kind == "http.response.body" and self._rewriter:
@@ -210,26 +228,8 @@ class PageResponder:
                 await self._flush_held()
             await self._send(message)
 
-    async def _start(self, message: Message) -> None:
+    async def _start(self, message: Message, *, html: bool, sets_cookies: bool) -> None:
         pages, visit = self._pages, self._visit
-        content_type = content_encoding = b""
-        sets_cookies = False
-        for name, value in message.get("headers", ()):
-            # ASGI asks for lower-case names, but Django sends "Content-Type".
-            lowered = name.lower()
-            if lowered == b"content-type":
-                content_type = content_type or value
-            elif lowered == b"content-encoding":
-                content_encoding = content_encoding or value
-            elif lowered == b"set-cookie":
-                sets_cookies = True
-        status = message["status"]
-        html = (
-            status >= 200 and status not in (204, 304) and is_rewritable_html(content_type, content_encoding)
-        )
-        if not (html or sets_cookies or visit.has_pending_cookies):
-            await self._send(message)  # the lean path: nothing to change in this response
-            return
         if html:
             headers = self._page_headers(message.get("headers", ()))
         else:  # a copy: the app may reuse its header list for every request
@@ -299,6 +299,11 @@ class PageResponder:
         if held is not None:
             await self._send(held)
         await self._send({**message, "body": body})
+
+    @property
+    def holding(self) -> bool:
+        """Whether the response's start is still held back (no body chunk has come yet)."""
+        return self._held is not None
 
     async def release(self) -> None:
         """The app has returned or raised: a start still held goes out (the body never came)."""

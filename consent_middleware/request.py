@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from starlette.types import Scope
 from .config import BundledDatabase, ConsentConfig
 from .geo import GeoLocator, bundled_database
 from .language import resolve_language, valid_language
-from .privacy import device_of, is_bot
+from .privacy import Device, device_of, is_bot
 from .proxy import Peer, normal_ip, resolve_peer
 from .registry import CONSENT_COOKIE, LANGUAGE_COOKIE
 from .state import ConsentState, DecisionCodec, VerifiedDecision
@@ -51,6 +50,7 @@ class Visit:
         "fields",
         "granted",
         "new_language",
+        "query_language",
         "state",
         "verified",
     )
@@ -79,6 +79,8 @@ class Visit:
         self.device_granted = reader.device_category in self.granted
         #: A valid ``?lang=`` that differs from the language cookie: the response remembers it.
         self.new_language: str | None = None
+        #: A valid ``?lang=`` (the visitor's explicit choice on this request).
+        self.query_language: str | None = None
         self.state: ConsentState  # set by VisitReader.read
 
     @property
@@ -121,6 +123,18 @@ class Visit:
             user_agent = self.fields.get(b"user-agent", b"").decode("latin-1")
             self._bot: bool = not self.verified and is_bot(user_agent)
             return self._bot
+
+    def parsed_device(self) -> Device:
+        """The user agent parsed (``ConsentState.device``, once the device category is granted)."""
+        return device_of(self.fields.get(b"user-agent", b"").decode("latin-1"))
+
+    def country(self) -> str | None:
+        """The country of the client address (``ConsentState.country``, once granted)."""
+        return self._reader.geo.country(self.client_ip)
+
+    def resolve_language(self) -> str:
+        """The visitor's language (SPEC §4), worked out when the state's ``language`` is first read."""
+        return self._reader.language_of(self)
 
     @property
     def has_pending_cookies(self) -> bool:
@@ -198,9 +212,8 @@ class VisitReader:
             client = scope.get("client")
             client_ip = normal_ip(client[0]) if client else None
         visit = Visit(self, scope, fields, cookie_header, verified, client_ip)
-        from_query = None
         if b"lang=" in scope.get("query_string", b""):
-            from_query = valid_language(query_value(scope, "lang"), self._languages)
+            from_query = visit.query_language = valid_language(query_value(scope, "lang"), self._languages)
             if from_query:
                 remembered = valid_language(visit.cookies.get(LANGUAGE_COOKIE), self._languages)
                 visit.new_language = from_query if from_query != remembered else None
@@ -210,23 +223,19 @@ class VisitReader:
             self._categories,
             decision.decided_at + self._max_age if decision else None,
             self._policy_version,
-            functools.partial(self._language, visit, from_query),  # language: resolved on first read
+            visit.resolve_language,  # language: resolved on first read
             self._respect_gpc and fields.get(b"sec-gpc", b"").strip() == b"1",  # gpc
             client_ip,  # security_client_ip
         )
         if visit.device_granted:
-            user_agent = fields.get(b"user-agent", b"").decode("latin-1")
-            state.reveal_device(
-                device=functools.partial(device_of, user_agent),
-                client_ip=client_ip,
-                country=functools.partial(self.geo.country, client_ip),
-            )
+            state.reveal_device(visit, client_ip)
         return visit
 
-    def _language(self, visit: Visit, from_query: str | None) -> str:
+    def language_of(self, visit: Visit) -> str:
         """SPEC §4, on first use: the explicit choice, the country (transient), the browser."""
         config = self._config
-        explicit = from_query or valid_language(visit.cookies.get(LANGUAGE_COOKIE), config.languages)
+        remembered = visit.cookies.get(LANGUAGE_COOKIE)
+        explicit = visit.query_language or valid_language(remembered, config.languages)
         return resolve_language(
             explicit=explicit,
             accept_language=visit.fields.get(b"accept-language", b"").decode("latin-1"),

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Protocol
 
 from itsdangerous import BadData, URLSafeSerializer
 
@@ -163,6 +163,14 @@ class DecisionCodec:
         return decision.decided_at + self._max_age
 
 
+class DeviceSource(Protocol):
+    """Where a granted visit's device data comes from (the request, read lazily)."""
+
+    def parsed_device(self) -> object: ...
+
+    def country(self) -> str | None: ...
+
+
 class ConsentState:
     """``request.state.consent``: what the visitor has decided, for the app to read.
 
@@ -174,16 +182,21 @@ class ConsentState:
 
     __slots__ = (
         "_all_categories",
+        "_client_ip",
         "_country",
         "_device",
         "_expires_at",
         "_language",
-        "client_ip",
+        "_source",
         "decision",
         "gpc",
         "security_client_ip",
         "version",
     )
+    _device: object
+    _client_ip: str | None
+    _country: str | None
+    _source: DeviceSource
 
     def __init__(
         self,
@@ -204,10 +217,8 @@ class ConsentState:
         self.gpc = gpc
         self._expires_at = expires_at
         self.security_client_ip = security_client_ip
-        # Filled in by the privacy layer once the device category is granted (reveal_device).
-        self._device: object | Callable[[], object] | None = None
-        self.client_ip: str | None = None
-        self._country: str | Callable[[], str | None] | None = None
+        # _source and _client_ip: set by reveal_device once the device category is granted; unset
+        # (read as None) until then. _device and _country: from the source, on first read.
 
     @property
     def decided(self) -> bool:
@@ -236,25 +247,45 @@ class ConsentState:
 
     @property
     def device(self) -> object | None:
-        device = self._device
-        if callable(device):
-            device = self._device = device()
+        """The parsed user agent (``privacy.Device``), once the device category is granted."""
+        try:
+            return self._device
+        except AttributeError:
+            pass
+        try:
+            source = self._source
+        except AttributeError:
+            return None
+        self._device = device = source.parsed_device()
         return device
 
     @property
+    def client_ip(self) -> str | None:
+        """The full client address, once the device category is granted."""
+        try:
+            return self._client_ip
+        except AttributeError:
+            return None
+
+    @property
     def country(self) -> str | None:
-        country = self._country
-        if callable(country):
-            country = self._country = country()
+        """The visitor's country (ISO 3166 code), once the device category is granted."""
+        try:
+            return self._country
+        except AttributeError:
+            pass
+        try:
+            source = self._source
+        except AttributeError:
+            return None
+        self._country = country = source.country()
         return country
 
-    def reveal_device(
-        self, *, device: Callable[[], object], client_ip: str | None, country: Callable[[], str | None]
-    ) -> None:
-        """The device category is granted: the app may read the device, the full IP and the country."""
-        self._device = device
-        self.client_ip = client_ip
-        self._country = country
+    def reveal_device(self, source: DeviceSource, client_ip: str | None) -> None:
+        """The device category is granted: the app may read the device, the full IP and the country
+        (the device and the country are worked out from ``source`` when first read)."""
+        self._source = source
+        self._client_ip = client_ip
 
     def granted(self, category: str) -> bool:
         """Whether the visitor has granted ``category`` (``necessary`` always is)."""

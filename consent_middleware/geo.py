@@ -31,7 +31,7 @@ __all__ = ["BUNDLED_DATABASE_NAME", "GeoLocator", "bundled_database"]
 logger = logging.getLogger("consent_middleware")
 
 BUNDLED_DATABASE_NAME: Final = "Geoacumen Country (Apache-2.0, June 2024 data)"
-#: Distinct client addresses remembered; an LRU so a crawl of many addresses cannot grow memory.
+#: Distinct client addresses remembered (oldest first out), so a crawl of many addresses cannot grow memory.
 CACHE_SIZE: Final = 65_536
 #: How often (seconds) a lookup may check whether the file was replaced.
 RELOAD_CHECK_INTERVAL: Final = 10.0
@@ -56,6 +56,10 @@ def bundled_database() -> Path | None:
         return None
     path = Path(spec.origin).parent / "db" / "Geoacumen-Country.mmdb"
     return path if path.is_file() else None
+
+
+#: Marks an address not in the cache (None is a cached "no country").
+_MISS: Final = "-"
 
 
 def _signature(path: Path) -> tuple[int, int, int] | None:
@@ -173,10 +177,15 @@ class GeoLocator:
         """The ISO 3166-1 alpha-2 code of ``ip``'s country, or ``None`` when unknown."""
         if ip is None or self.path is None:
             return None
+        if time.monotonic() < self._next_check:
+            # A hit needs no lock: a dict read is atomic, and the order of hits is not kept (oldest
+            # entry first out, not least recently used: cheaper on every request).
+            code = self._cache.get(ip, _MISS)
+            if code is not _MISS:
+                return code
         with self._lock:
             self._maybe_reload()
             if ip in self._cache:
-                self._cache.move_to_end(ip)
                 return self._cache[ip]
             code = self._lookup(ip)
             self._cache[ip] = code

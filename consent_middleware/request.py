@@ -38,7 +38,6 @@ class Visit:
     use: a JSON route pays for none of it."""
 
     __slots__ = (
-        "_bot",
         "_cookies",
         "_headers",
         "_peer",
@@ -49,6 +48,7 @@ class Visit:
         "device_granted",
         "fields",
         "granted",
+        "has_pending_cookies",
         "new_language",
         "query_language",
         "state",
@@ -79,6 +79,9 @@ class Visit:
         self.device_granted = reader.device_category in self.granted
         #: A valid ``?lang=`` that differs from the language cookie: the response remembers it.
         self.new_language: str | None = None
+        #: Whether any response to this request sets a cookie (a language choice, a re-signed decision).
+        self.has_pending_cookies = verified is not None and verified.needs_rotation
+        self._cookies: Mapping[str, str] | None = None  # parsed on first use (pages read them)
         #: A valid ``?lang=`` (the visitor's explicit choice on this request).
         self.query_language: str | None = None
         self.state: ConsentState  # set by VisitReader.read
@@ -93,11 +96,9 @@ class Visit:
 
     @property
     def cookies(self) -> Mapping[str, str]:
-        try:
-            return self._cookies
-        except AttributeError:
-            self._cookies: Mapping[str, str] = self._reader.cookies_of(self.cookie_header)
-            return self._cookies
+        if self._cookies is None:
+            self._cookies = self._reader.cookies_of(self.cookie_header)
+        return self._cookies
 
     @property
     def peer(self) -> Peer:
@@ -117,12 +118,9 @@ class Visit:
     @property
     def bot(self) -> bool:
         """A crawler (undecided visitors only): it gets no banner."""
-        try:
-            return self._bot
-        except AttributeError:
-            user_agent = self.fields.get(b"user-agent", b"").decode("latin-1")
-            self._bot: bool = not self.verified and is_bot(user_agent)
-            return self._bot
+        if self.verified:
+            return False
+        return is_bot(self.fields.get(b"user-agent", b"").decode("latin-1"))  # cached per user agent
 
     def parsed_device(self) -> Device:
         """The user agent parsed (``ConsentState.device``, once the device category is granted)."""
@@ -135,11 +133,6 @@ class Visit:
     def resolve_language(self) -> str:
         """The visitor's language (SPEC §4), worked out when the state's ``language`` is first read."""
         return self._reader.language_of(self)
-
-    @property
-    def has_pending_cookies(self) -> bool:
-        """Whether any response to this request sets a cookie (a language choice, a re-signed decision)."""
-        return bool(self.new_language) or (self.verified is not None and self.verified.needs_rotation)
 
 
 def query_value(scope: Scope, name: str) -> str | None:
@@ -216,7 +209,9 @@ class VisitReader:
             from_query = visit.query_language = valid_language(query_value(scope, "lang"), self._languages)
             if from_query:
                 remembered = valid_language(visit.cookies.get(LANGUAGE_COOKIE), self._languages)
-                visit.new_language = from_query if from_query != remembered else None
+                if from_query != remembered:
+                    visit.new_language = from_query
+                    visit.has_pending_cookies = True
         decision = verified.decision if verified else None
         state = visit.state = ConsentState(
             decision,

@@ -51,7 +51,7 @@ bench: $(STAMP)
 jstest: $(NODE_STAMP)
 	node --test tests/js/
 
-# The long fuzz run (README, "Fuzzing"): FUZZ_EXAMPLES inputs per target of tests/fuzz, about 20 minutes
+# The long fuzz run (README, "Fuzzing"): FUZZ_EXAMPLES inputs per target of tests/fuzz, about 10 minutes
 # on two cores. `make test` runs the same targets with the default example count.
 FUZZ_EXAMPLES ?= 12000
 fuzz: $(STAMP)

@@ -1,8 +1,12 @@
-"""Cost of reading a request's consent state and language, per request, with warm caches.
+"""Cost of reading a request's consent state and language, per request, and of verifying the
+consent cookie.
 
 Run from the repository root: ``python -m benchmarks.bench_language``. It times
-``VisitReader.read`` (peer, cookies, decision cookie, geolocation, language) on a few typical
-requests, and ``resolve_language`` alone, against an empty loop of the same size.
+``VisitReader.read`` plus reading the language (as an HTML page does: peer, cookies, decision
+cookie, geolocation, language) on a few typical requests with warm caches, ``resolve_language``
+alone, a cached geolocation lookup, and ``DecisionCodec.decode`` on a cookie value seen for the
+first time (HMAC and JSON) and on one seen before (cached by value, the time window still checked),
+each against an empty loop of the same size.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ def best_per_call(function: Callable[[], object]) -> float:
             function()
         best = min(best, (time.perf_counter() - start) / CALLS)
     return best * 1e6
+
+
+def read_with_language(reader: VisitReader, request_scope: dict[str, object]) -> str:
+    return reader.read(request_scope).state.language
 
 
 def scope(client: str, headers: dict[str, str]) -> dict[str, object]:
@@ -76,8 +84,9 @@ def main() -> None:
     print(f"geolocation database: {reader.geo.credit}")
     print(f"{'case':52} {'µs/request':>11}")
     for name, request_scope in cases.items():
-        reader.read(request_scope)  # warm the caches
-        print(f"{name:52} {best_per_call(functools.partial(reader.read, request_scope)) - empty:11.2f}")
+        read = functools.partial(read_with_language, reader, request_scope)
+        read()  # warm the caches
+        print(f"{name:52} {best_per_call(read) - empty:11.2f}")
     languages = ("en", "nl", "fr", "de")
     resolve = best_per_call(
         lambda: resolve_language(
@@ -91,6 +100,15 @@ def main() -> None:
     print(f"{'resolve_language alone (country known)':52} {resolve - empty:11.2f}")
     lookup = best_per_call(lambda: reader.geo.country("81.246.0.1"))
     print(f"{'geolocation lookup, cached':52} {lookup - empty:11.2f}")
+    fresh = [
+        codec.encode(Decision(new_consent_id(), "1", frozenset({"analytics"}), int(time.time()), "custom"))
+        for _ in range(ROUNDS * CALLS)
+    ]
+    values = iter(fresh)
+    first_sight = best_per_call(lambda: codec.decode(next(values)))
+    print(f"{'consent cookie verified, first sight':52} {first_sight - empty:11.2f}")
+    again = best_per_call(lambda: codec.decode(cookie))
+    print(f"{'consent cookie verified, seen before (cached)':52} {again - empty:11.2f}")
 
 
 if __name__ == "__main__":

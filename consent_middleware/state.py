@@ -40,6 +40,8 @@ MAX_COOKIE_LENGTH: Final = 1024
 #: A decision dated this far in the future is forged or from a broken clock.
 CLOCK_SKEW: Final = 300
 CONSENT_ID_PATTERN: Final = re.compile(r"[0-9a-f]{32}")
+#: What DecisionCodec.encode writes: URL-safe base64 parts joined by dots (a leading dot: compressed).
+COOKIE_VALUE: Final = re.compile(r"\.?[A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+)+")
 #: Verified cookie values kept per codec (each at most MAX_COOKIE_LENGTH: about 1 MiB in all).
 MAX_VERIFIED_CACHED: Final = 1024
 
@@ -124,6 +126,10 @@ class DecisionCodec:
         return verified
 
     def _verify(self, value: str) -> VerifiedDecision | None:
+        if not COOKIE_VALUE.fullmatch(value):
+            # itsdangerous would drop other characters before checking: only the exact bytes signed
+            # are a decision, so a value dressed up with extra characters is none.
+            return None
         rotated = False
         try:
             payload = self._newest.loads(value)

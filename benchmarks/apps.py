@@ -33,11 +33,13 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from consent_middleware import ConsentMiddleware
@@ -107,9 +109,8 @@ PAGE: Final = html_page(5 * 1024)
 PAGE_100K: Final = html_page(100 * 1024)
 PAGE_SOURCE: Final = bytearray(PAGE)
 PAGE_100K_SOURCE: Final = bytearray(PAGE_100K)
-JSON_BODY: Final = json.dumps(
-    {"invoices": [{"id": n, "total": 120.5 * n, "paid": n % 2 == 0} for n in range(8)]}
-)
+INVOICES: Final = {"invoices": [{"id": n, "total": 120.5 * n, "paid": n % 2 == 0} for n in range(8)]}
+JSON_BODY: Final = json.dumps(INVOICES)
 JSON: Final = JSON_BODY.encode()
 HTML_TYPE: Final = b"text/html; charset=utf-8"
 JSON_TYPE: Final = b"application/json"
@@ -160,6 +161,48 @@ async def _stream(scope: Scope, send: Send) -> None:
         await send({"type": "http.response.body", "body": chunk, "more_body": True})
         sent += len(chunk)
     await send({"type": "http.response.body", "body": FOOT.encode()})
+
+
+def starlette_site() -> Starlette:
+    """The same site as a Starlette app (routing, response classes, JSON rendered per request): what an
+    operator mounts the middleware in front of."""
+
+    async def page(request: Request) -> Response:
+        return HTMLResponse(bytes(PAGE_SOURCE))
+
+    async def page_unique(request: Request) -> Response:
+        marker = b'<main>\n<p class="request">%d</p>\n' % time.perf_counter_ns()
+        return HTMLResponse(PAGE.replace(b"<main>\n", marker, 1))
+
+    async def page_100k(request: Request) -> Response:
+        return HTMLResponse(bytes(PAGE_100K_SOURCE))
+
+    async def invoices(request: Request) -> Response:
+        return JSONResponse(INVOICES)
+
+    async def stream(request: Request) -> Response:
+        return StreamingResponse(_stream_chunks(request.query_params.get("mb")), media_type="text/html")
+
+    return Starlette(
+        routes=[
+            Route("/page", page),
+            Route("/page-unique", page_unique),
+            Route("/page100k", page_100k),
+            Route("/json", invoices),
+            Route("/stream", stream),
+        ]
+    )
+
+
+async def _stream_chunks(mb: str | None) -> AsyncIterator[bytes]:
+    total = (int(mb) if mb and mb.isdigit() else STREAM_MB) * 1_000_000
+    yield HEAD.encode() + NAV.encode()
+    chunk = (PARAGRAPH.encode() * (STREAM_CHUNK // len(PARAGRAPH) + 1))[:STREAM_CHUNK]
+    sent = 0
+    while sent < total:
+        yield chunk
+        sent += len(chunk)
+    yield FOOT.encode()
 
 
 # -- the variants ------------------------------------------------------------------------------------
@@ -335,6 +378,12 @@ VARIANTS: Final[dict[str, Callable[[ASGIApp], ASGIApp]]] = {
 }
 
 
+SITE_ENV: Final = "CONSENT_BENCH_SITE"
+#: The sites: "asgi" (raw ASGI, the server's own cost as the baseline) and "starlette".
+SITES: Final[dict[str, Callable[[], ASGIApp]]] = {"asgi": lambda: site, "starlette": starlette_site}
+
+
 def served() -> ASGIApp:
-    """The app uvicorn serves: the variant named in ``CONSENT_BENCH_VARIANT`` over the site."""
-    return VARIANTS[os.environ.get(VARIANT_ENV, "bare")](site)
+    """The app uvicorn serves: the variant named in ``CONSENT_BENCH_VARIANT`` over the site named in
+    ``CONSENT_BENCH_SITE`` (default: the Starlette one)."""
+    return VARIANTS[os.environ.get(VARIANT_ENV, "bare")](SITES[os.environ.get(SITE_ENV, "starlette")]())

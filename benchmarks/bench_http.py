@@ -63,6 +63,8 @@ from typing import Final, TypeVar
 
 from benchmarks.apps import (
     ACCEPT_ALL,
+    SITE_ENV,
+    SITES,
     STREAM_MB,
     VARIANT_ENV,
     VARIANTS,
@@ -624,6 +626,12 @@ def main() -> None:
     )
     parser.add_argument("--stream-tries", type=int, default=20, help="downloads of /stream per variant")
     parser.add_argument("--output", type=Path, help="also write the Markdown report to this file")
+    parser.add_argument(
+        "--site",
+        choices=sorted(SITES),
+        default="starlette",
+        help="the app behind every variant: a Starlette app (default) or the raw ASGI one",
+    )
     args = parser.parse_args()
     if not 1 <= args.rounds <= 50 or not 1 <= args.duration <= 600 or not 0 <= args.warmup <= 600:
         parser.error("--rounds 1..50, --duration 1..600 s, --warmup 0..600 s")
@@ -675,7 +683,8 @@ def main() -> None:
         for name in order:  # all started before this process pins itself to the load's core
             work = Path(directory) / name
             work.mkdir()
-            port, pid = stack.enter_context(uvicorn_server(FACTORY, {VARIANT_ENV: name, WORK_ENV: str(work)}))
+            environment = {VARIANT_ENV: name, WORK_ENV: str(work), SITE_ENV: args.site}
+            port, pid = stack.enter_context(uvicorn_server(FACTORY, environment))
             servers[name] = Server(name, port, pid)
         if pinning():
             os.sched_setaffinity(0, {LOAD_CPU})
@@ -711,6 +720,7 @@ def main() -> None:
         "## HTTP throughput and streaming (`python -m benchmarks.bench_http`)",
         "",
         f"Machine: {machine()}.",
+        f"Site (the app behind every variant): {args.site}.",
         f"Load average (1, 5, 15 min) before: {load_before}, after: {load_average()}.",
         "",
         f"How: {settings}; one server per variant, started once. Per case and variant, "

@@ -19,7 +19,7 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Scope
 
-from benchmarks.apps import ACCEPT_ALL, call, consent, decided_cookie, request_scope, site
+from benchmarks.apps import ACCEPT_ALL, SITES, call, consent, decided_cookie, request_scope
 
 CALLS: Final = 2000
 BATCHES: Final = 15
@@ -64,7 +64,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=CALLS)
     parser.add_argument("--batches", type=int, default=BATCHES)
+    parser.add_argument("--site", choices=sorted(SITES), default="asgi", help="the app behind it")
     args = parser.parse_args()
+    site = SITES[args.site]()
+    print(
+        f"site: {args.site}; {args.batches} batches of {args.calls} calls, minimum per call (thread CPU time)"
+    )
     with tempfile.TemporaryDirectory() as work:
         middleware = consent(site, Path(work))
         accepted = decided_cookie(ACCEPT_ALL, "accept_all").encode()

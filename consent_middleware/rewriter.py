@@ -1059,19 +1059,24 @@ class PageCache:
 
     Many sites send the same bytes to every visitor (a static or cached page); the rewriter reads
     such a page once per set of granted categories, and later requests only splice their own
-    markup into the kept template. A page is kept from its second sighting on (a page that differs
-    per request never pushes the others out), and the cache holds at most ``max_bytes`` of pages and
-    templates, least recently used out first. Pages over ``max_page`` or holding a NUL byte are
-    rewritten every time.
+    markup into the kept template. A page is found by a fingerprint (its length and three samples
+    of its bytes: hashing a whole page would cost more than the rest of the request) and then
+    compared whole (a memcmp), so only the very same bytes hit. A page is kept from the second
+    sighting of its fingerprint on (a page that differs per request hardly pushes others out), and
+    the cache holds at most ``max_bytes`` of pages and templates, least recently used out first.
+    Pages over ``max_page`` or holding a NUL byte are rewritten every time.
     """
 
     def __init__(self, *, max_bytes: int = 8 * 1024 * 1024, max_page: int = 512 * 1024) -> None:
         self._max_bytes = max_bytes
         self._max_page = max_page
-        self._templates: OrderedDict[tuple[bytes, Hashable], tuple[bytes, ...]] = OrderedDict()
+        # (fingerprint, key) -> (the page, its template)
+        self._templates: OrderedDict[tuple[_Fingerprint, Hashable], tuple[bytes, tuple[bytes, ...]]] = (
+            OrderedDict()
+        )
         self._size = 0
-        # Hashes of pages seen once (bounded): the second sighting admits a page.
-        self._seen: OrderedDict[int, None] = OrderedDict()
+        # Fingerprints seen once (bounded): the second sighting admits a page.
+        self._seen: OrderedDict[_Fingerprint, None] = OrderedDict()
 
     def rewrite(
         self,
@@ -1084,11 +1089,11 @@ class PageCache:
         placeholder: Callable[[str], bytes] | None,
     ) -> bytes:
         """``page`` (a whole response body) as HtmlRewriter would give it; ``key`` names ``gate``."""
-        cache_key = (page, key)
-        parts = self._templates.get(cache_key)
-        if parts is not None:
+        cache_key = (_fingerprint(page), key)
+        entry = self._templates.get(cache_key)
+        if entry is not None and entry[0] == page:
             self._templates.move_to_end(cache_key)
-            return _fill(parts, head_html, body_html, placeholder)
+            return _fill(entry[1], head_html, body_html, placeholder)
         if len(page) > self._max_page or b"\x00" in page:
             rewriter = HtmlRewriter(
                 head_html=head_html, body_html=body_html, gate=gate, placeholder=placeholder
@@ -1098,27 +1103,39 @@ class PageCache:
             head_html=_HEAD_SLOT, body_html=_BODY_SLOT, gate=gate, placeholder=_placeholder_slot
         )
         parts = tuple(_SLOT_RE.split(rewriter.feed(page) + rewriter.close()))
-        self._admit(cache_key, hash(page), parts)
+        self._admit(cache_key, page, parts)
         return _fill(parts, head_html, body_html, placeholder)
 
-    def _admit(self, cache_key: tuple[bytes, Hashable], page_hash: int, parts: tuple[bytes, ...]) -> None:
-        if page_hash not in self._seen:
-            self._seen[page_hash] = None
+    def _admit(self, cache_key: tuple[_Fingerprint, Hashable], page: bytes, parts: tuple[bytes, ...]) -> None:
+        fingerprint = cache_key[0]
+        if fingerprint not in self._seen:
+            self._seen[fingerprint] = None
             if len(self._seen) > _SEEN_PAGES:
                 self._seen.popitem(last=False)
             return
-        size = len(cache_key[0]) + sum(map(len, parts))
+        size = len(page) + sum(map(len, parts))
         if size > self._max_bytes:
             return
-        self._templates[cache_key] = parts
+        replaced = self._templates.pop(cache_key, None)
+        if replaced is not None:  # the same fingerprint, other bytes: the newer page stays
+            self._size -= len(replaced[0]) + sum(map(len, replaced[1]))
+        self._templates[cache_key] = (page, parts)
         self._size += size
         while self._size > self._max_bytes and self._templates:
-            (old_page, _), old_parts = self._templates.popitem(last=False)
+            _, (old_page, old_parts) = self._templates.popitem(last=False)
             self._size -= len(old_page) + sum(map(len, old_parts))
 
 
-#: Pages remembered by hash for admission to a PageCache.
+#: Pages remembered by fingerprint for admission to a PageCache.
 _SEEN_PAGES: Final = 4096
+#: Bytes sampled at the start, middle and end of a page for its fingerprint.
+_SAMPLE: Final = 64
+_Fingerprint: TypeAlias = tuple[int, bytes, bytes, bytes]
+
+
+def _fingerprint(page: bytes) -> _Fingerprint:
+    middle = len(page) // 2
+    return (len(page), page[:_SAMPLE], page[middle : middle + _SAMPLE], page[-_SAMPLE:])
 
 
 def _fill(

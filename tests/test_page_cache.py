@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from consent_middleware import ConsentMiddleware
+from consent_middleware import ConsentMiddleware, Service
 from consent_middleware.config import ConsentConfig
 from consent_middleware.gating import GatePolicy
 from consent_middleware.rewriter import HtmlRewriter, PageCache
@@ -15,11 +15,10 @@ from .conftest import SECRET, html_app
 
 GA = b'<script async src="https://www.googletagmanager.com/gtag/js?id=G-TEST123456"></script>'
 VIDEO = b'<iframe src="https://www.youtube.com/embed/x" width="560" height="315"></iframe>'
-REGISTRY = ConsentConfig(
-    secret_key=(SECRET,),
-    services=[
-        {"name": "youtube", "category": "marketing", "hosts": ["youtube.com"]},
-    ],
+REGISTRY = ConsentConfig.from_options(
+    None,
+    secret_key=SECRET,
+    services=[Service(name="youtube", category="marketing", hosts=("youtube.com",))],
 ).registry
 REFUSED = GatePolicy.build(REGISTRY, ())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -122,18 +123,6 @@ class Visit:
             return False
         return is_bot(self.fields.get(b"user-agent", b"").decode("latin-1"))  # cached per user agent
 
-    def parsed_device(self) -> Device:
-        """The user agent parsed (``ConsentState.device``, once the device category is granted)."""
-        return device_of(self.fields.get(b"user-agent", b"").decode("latin-1"))
-
-    def country(self) -> str | None:
-        """The country of the client address (``ConsentState.country``, once granted)."""
-        return self._reader.geo.country(self.client_ip)
-
-    def resolve_language(self) -> str:
-        """The visitor's language (SPEC §4), worked out when the state's ``language`` is first read."""
-        return self._reader.language_of(self)
-
 
 def query_value(scope: Scope, name: str) -> str | None:
     query: bytes = scope.get("query_string", b"")
@@ -218,27 +207,43 @@ class VisitReader:
             self._categories,
             decision.decided_at + self._max_age if decision else None,
             self._policy_version,
-            visit.resolve_language,  # language: resolved on first read
+            # language: resolved on first read, from values only (no reference back to the visit: a
+            # cycle would keep each request's objects alive until the garbage collector runs)
+            functools.partial(self.language_for, fields, cookie_header, visit.query_language, client_ip),
             self._respect_gpc and fields.get(b"sec-gpc", b"").strip() == b"1",  # gpc
             client_ip,  # security_client_ip
         )
         if visit.device_granted:
-            state.reveal_device(visit, client_ip)
+            state.reveal_device(self, fields.get(b"user-agent", b""), client_ip)
         return visit
 
-    def language_of(self, visit: Visit) -> str:
+    def language_for(
+        self,
+        fields: Mapping[bytes, bytes],
+        cookie_header: str | None,
+        query_language: str | None,
+        client_ip: str | None,
+    ) -> str:
         """SPEC §4, on first use: the explicit choice, the country (transient), the browser."""
         config = self._config
-        remembered = visit.cookies.get(LANGUAGE_COOKIE)
-        explicit = visit.query_language or valid_language(remembered, config.languages)
+        remembered = self.cookies_of(cookie_header).get(LANGUAGE_COOKIE)
+        explicit = query_language or valid_language(remembered, config.languages)
         return resolve_language(
             explicit=explicit,
-            accept_language=visit.fields.get(b"accept-language", b"").decode("latin-1"),
+            accept_language=fields.get(b"accept-language", b"").decode("latin-1"),
             supported=config.languages,
             default=config.default_language,
-            country=None if explicit else self.geo.country(visit.client_ip),
+            country=None if explicit else self.geo.country(client_ip),
             prefer_browser=config.prefer_browser_language,
         )
+
+    def parsed_device(self, user_agent: bytes) -> Device:
+        """The user agent parsed (``ConsentState.device``, once the device category is granted)."""
+        return device_of(user_agent.decode("latin-1"))
+
+    def country(self, ip: str | None) -> str | None:
+        """The country of the client address (``ConsentState.country``, once granted)."""
+        return self.geo.country(ip)
 
 
 _NO_COOKIES: Final[Mapping[str, str]] = MappingProxyType({})

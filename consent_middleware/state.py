@@ -170,11 +170,12 @@ class DecisionCodec:
 
 
 class DeviceSource(Protocol):
-    """Where a granted visit's device data comes from (the request, read lazily)."""
+    """Works out a granted visitor's device data on first read (long-lived: no reference back to the
+    request, so a request's objects form no cycle and are freed as soon as it ends)."""
 
-    def parsed_device(self) -> object: ...
+    def parsed_device(self, user_agent: bytes) -> object: ...
 
-    def country(self) -> str | None: ...
+    def country(self, ip: str | None) -> str | None: ...
 
 
 class ConsentState:
@@ -194,6 +195,7 @@ class ConsentState:
         "_expires_at",
         "_language",
         "_source",
+        "_user_agent",
         "decision",
         "gpc",
         "security_client_ip",
@@ -203,6 +205,7 @@ class ConsentState:
     _client_ip: str | None
     _country: str | None
     _source: DeviceSource
+    _user_agent: bytes
 
     def __init__(
         self,
@@ -262,7 +265,7 @@ class ConsentState:
             source = self._source
         except AttributeError:
             return None
-        self._device = device = source.parsed_device()
+        self._device = device = source.parsed_device(self._user_agent)
         return device
 
     @property
@@ -284,13 +287,14 @@ class ConsentState:
             source = self._source
         except AttributeError:
             return None
-        self._country = country = source.country()
+        self._country = country = source.country(self._client_ip)
         return country
 
-    def reveal_device(self, source: DeviceSource, client_ip: str | None) -> None:
+    def reveal_device(self, source: DeviceSource, user_agent: bytes, client_ip: str | None) -> None:
         """The device category is granted: the app may read the device, the full IP and the country
-        (the device and the country are worked out from ``source`` when first read)."""
+        (the device and the country are worked out by ``source`` when first read)."""
         self._source = source
+        self._user_agent = user_agent
         self._client_ip = client_ip
 
     def granted(self, category: str) -> bool:

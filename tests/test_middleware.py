@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import gzip
 import re
 from collections.abc import AsyncIterator
@@ -30,6 +32,7 @@ from tests.conftest import (
     raw_app,
     without_injections,
 )
+from tests.test_state import codec, decision
 
 BANNER = b'id="consent-banner"'
 SETTINGS = b'id="consent-settings"'
@@ -434,3 +437,42 @@ def test_any_split_of_a_page_gives_the_one_chunk_output(page: bytes, cuts: list[
     whole = TestClient(app_for([page])).get("/").content
     split = TestClient(app_for(pieces)).get("/").content
     assert split == whole
+
+
+def test_a_request_leaves_no_cyclic_garbage() -> None:
+    # Every object a request makes is freed when it ends (no reference cycle waiting for the
+    # garbage collector): what keeps memory flat and reused under load.
+    app = ConsentMiddleware(html_app(), secret_key=SECRET)
+    json_app = ConsentMiddleware(
+        raw_app(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            },
+            {"type": "http.response.body", "body": b"{}"},
+        ),
+        secret_key=SECRET,
+    )
+    everything = frozenset({"preferences", "analytics", "marketing"})
+    accepted = f"consent={codec().encode(decision(categories=everything, method='accept_all'))}".encode()
+    visitors: list[list[tuple[bytes, bytes]]] = [[], [(b"cookie", accepted)], [(b"accept-language", b"fr")]]
+    scopes = [
+        http_scope(path, headers=[(b"user-agent", b"Mozilla/5.0 Firefox/133.0"), *headers])
+        for path in ("/", "/?lang=nl")
+        for headers in visitors
+    ]
+
+    async def serve_all() -> None:
+        for scope in scopes:
+            for target in (app, json_app):
+                await drive(target, dict(scope))
+
+    asyncio.run(serve_all())  # caches filled
+    gc.collect()
+    gc.disable()
+    try:
+        asyncio.run(serve_all())
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -21,16 +21,14 @@ import logging
 import os
 import socket
 import threading
-import time
 import traceback
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import anyio.lowlevel
 import pytest
-import uvicorn
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 from starlette.responses import StreamingResponse
@@ -41,21 +39,12 @@ from consent_middleware import ConsentMiddleware
 from consent_middleware.geo import GeoLocator
 from tests.conftest import SECRET, html_app, http_scope
 from tests.geodata import BELGIAN_IP, write_country_db
+from tests.servers import ServerThread
 
 SUPPORTED: Final = ["en", "nl", "fr", "de"]
 BANNER: Final = b'id="consent-banner"'
 #: Bound on every wait: server start and stop, a socket read, the generator's clean-up.
 TIMEOUT: Final = 15.0
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = TIMEOUT, interval: float = 0.01) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 # -- a missing or corrupt geolocation database -------------------------------------------------------
@@ -271,41 +260,6 @@ async def test_the_server_gets_the_messages_it_gets_without_the_middleware(where
     bare_sent, _ = await failing_call(raising_app(where, kind, AppFailure(where)))
     sent, _ = await failing_call(wrapped(raising_app(where, kind, AppFailure(where))))
     assert [message["type"] for message in sent] == [message["type"] for message in bare_sent]
-
-
-class ServerThread:
-    """uvicorn serving ``app`` on 127.0.0.1 (a free port, bound here) in a background thread."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", 0))
-        self.port: int = self.socket.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            lifespan="off",
-            ws="none",
-            access_log=False,
-            log_config=None,  # leave the test's logging (and caplog) alone; uvicorn's records propagate
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, name="uvicorn", daemon=True
-        )
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        assert wait_until(lambda: self.server.started or not self.thread.is_alive()), "uvicorn did not start"
-        assert self.server.started, "uvicorn stopped at start-up"
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(TIMEOUT)
-        self.socket.close()
-        assert not self.thread.is_alive(), f"uvicorn did not stop within {TIMEOUT:.0f} s"
 
 
 @dataclass(frozen=True)

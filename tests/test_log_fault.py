@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import socket
 import threading
 import time
 from collections import Counter
@@ -22,7 +21,6 @@ from typing import Final
 
 import psycopg
 import pytest
-import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from consent_middleware import ConsentMiddleware
@@ -32,6 +30,7 @@ from consent_middleware.state import DecisionCodec
 
 from .conftest import SECRET
 from .postgres import Cluster, private_cluster
+from .servers import ServerThread, wait_until
 
 CLIENTS: Final = 6
 #: Hard bounds on the load: requests per client, and seconds from the first request.
@@ -52,51 +51,6 @@ async def tiny_app(scope: Scope, receive: Receive, send: Send) -> None:
     assert scope["type"] == "http"
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
     await send({"type": "http.response.body", "body": b"ok"})
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-class ServerThread:
-    """uvicorn serving ``app`` on 127.0.0.1 (a free port, bound here) in a background thread."""
-
-    def __init__(self, app: ConsentMiddleware) -> None:
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", 0))
-        self.port: int = self.socket.getsockname()[1]
-        config = uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=self.port,
-            lifespan="off",
-            ws="none",
-            access_log=False,
-            log_level="warning",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.socket]}, name="uvicorn", daemon=True
-        )
-
-    def start(self) -> None:
-        self.thread.start()
-        wait_until(lambda: self.server.started or not self.thread.is_alive(), 15)
-        assert self.server.started, "uvicorn did not start within 15 s"
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(15)
-        self.socket.close()
-        assert not self.thread.is_alive(), "uvicorn did not stop within 15 s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,70 +203,70 @@ def test_decisions_survive_postgres_crash_and_restart(
         max_age=config.consent_max_age,
         categories=tuple(category.name for category in config.categories),
     )
-    server = ServerThread(middleware)
-    server.start()
-    load = Load(server.port, codec)
-    timeline: dict[str, float] = {}
-    spooled_lines = 0
+    with ServerThread(middleware) as server:
+        load = Load(server.port, codec)
+        timeline: dict[str, float] = {}
+        spooled_lines = 0
 
-    def spool_empty() -> bool:
-        return not spool.exists() or spool.stat().st_size == 0
+        def spool_empty() -> bool:
+            return not spool.exists() or spool.stat().st_size == 0
 
-    def note_replay() -> None:
-        """Remember when the spool is first seen replayed after the restart."""
-        if "back" in timeline and "replayed" not in timeline and spool_empty():
-            timeline["replayed"] = time.monotonic()
+        def note_replay() -> None:
+            """Remember when the spool is first seen replayed after the restart."""
+            if "back" in timeline and "replayed" not in timeline and spool_empty():
+                timeline["replayed"] = time.monotonic()
 
-    try:
-        load.start()
-        timeline["start"] = time.monotonic()
-        assert wait_until(lambda: load.count(lambda o: o.confirmed) >= BEFORE_OUTAGE, PHASE_DEADLINE), (
-            f"fewer than {BEFORE_OUTAGE} decisions confirmed in {PHASE_DEADLINE} s with the server up: "
-            f"{load.count(lambda o: o.confirmed)} confirmed, errors: "
-            f"{[o.error for o in load.outcomes if o.error][:5]}"
-        )
+        try:
+            load.start()
+            timeline["start"] = time.monotonic()
+            assert wait_until(lambda: load.count(lambda o: o.confirmed) >= BEFORE_OUTAGE, PHASE_DEADLINE), (
+                f"fewer than {BEFORE_OUTAGE} decisions confirmed in {PHASE_DEADLINE} s with the server up: "
+                f"{load.count(lambda o: o.confirmed)} confirmed, errors: "
+                f"{[o.error for o in load.outcomes if o.error][:5]}"
+            )
 
-        load.phase = STOPPING
-        timeline["stopping"] = time.monotonic()
-        cluster.stop_immediately()
-        load.phase = DOWN
-        timeline["down"] = time.monotonic()
+            load.phase = STOPPING
+            timeline["stopping"] = time.monotonic()
+            cluster.stop_immediately()
+            load.phase = DOWN
+            timeline["down"] = time.monotonic()
 
-        def during(outcome: Outcome) -> bool:
-            return outcome.confirmed and outcome.sent == DOWN and outcome.answered == DOWN
+            def during(outcome: Outcome) -> bool:
+                return outcome.confirmed and outcome.sent == DOWN and outcome.answered == DOWN
 
-        outage_long_enough = wait_until(
-            lambda: (
-                load.count(during) >= DURING_OUTAGE and time.monotonic() - timeline["down"] >= OUTAGE_SECONDS
-            ),
-            PHASE_DEADLINE,
-        )
-        # What the spool holds now, just before the server comes back (a newline per entry).
-        spooled_lines = spool.read_bytes().count(b"\n") if spool.exists() else 0
-        load.phase = STARTING
-        timeline["starting"] = time.monotonic()
-        cluster.start()
-        load.phase = BACK
-        timeline["back"] = time.monotonic()
-        assert outage_long_enough, (
-            f"only {load.count(during)} decisions confirmed in {time.monotonic() - timeline['down']:.1f} s "
-            f"while the server was down (wanted {DURING_OUTAGE}); errors: "
-            f"{[o.error for o in load.outcomes if o.error][:5]}"
-        )
+            outage_long_enough = wait_until(
+                lambda: (
+                    load.count(during) >= DURING_OUTAGE
+                    and time.monotonic() - timeline["down"] >= OUTAGE_SECONDS
+                ),
+                PHASE_DEADLINE,
+            )
+            # What the spool holds now, just before the server comes back (a newline per entry).
+            spooled_lines = spool.read_bytes().count(b"\n") if spool.exists() else 0
+            load.phase = STARTING
+            timeline["starting"] = time.monotonic()
+            cluster.start()
+            load.phase = BACK
+            timeline["back"] = time.monotonic()
+            assert outage_long_enough, (
+                f"only {load.count(during)} decisions confirmed in "
+                f"{time.monotonic() - timeline['down']:.1f} s "
+                f"while the server was down (wanted {DURING_OUTAGE}); errors: "
+                f"{[o.error for o in load.outcomes if o.error][:5]}"
+            )
 
-        def after(outcome: Outcome) -> bool:
-            return outcome.confirmed and outcome.sent == BACK
+            def after(outcome: Outcome) -> bool:
+                return outcome.confirmed and outcome.sent == BACK
 
-        def enough_after() -> bool:
-            note_replay()
-            return load.count(after) >= AFTER_RESTART
+            def enough_after() -> bool:
+                note_replay()
+                return load.count(after) >= AFTER_RESTART
 
-        assert wait_until(enough_after, PHASE_DEADLINE), (
-            f"only {load.count(after)} decisions confirmed in {PHASE_DEADLINE} s after the restart"
-        )
-    finally:
-        load.stop()
-        server.stop()
+            assert wait_until(enough_after, PHASE_DEADLINE), (
+                f"only {load.count(after)} decisions confirmed in {PHASE_DEADLINE} s after the restart"
+            )
+        finally:
+            load.stop()
     timeline["clients stopped"] = time.monotonic()
 
     outcomes = list(load.outcomes)

@@ -42,7 +42,7 @@ from starlette.types import Message, Receive, Scope, Send
 from consent_middleware import ConsentMiddleware
 from consent_middleware.cookies import CookieRules
 from consent_middleware.language import browser_languages, parse_accept_language, resolve_language
-from consent_middleware.proxy import resolve_peer
+from consent_middleware.proxy import parse_ip, resolve_peer
 from consent_middleware.registry import (
     CONSENT_SERVICE,
     DEFAULT_CATEGORIES,
@@ -939,7 +939,7 @@ def test_fuzz_forwarded_headers(
         address = ipaddress.ip_address(peer.client_ip)
         assert not (isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None)
         assert str(address) == peer.client_ip
-    peer_address = _address(client[0]) if client else None
+    peer_address = parse_ip(client[0]) if client else None
     if peer_address is None or not any(peer_address in network for network in trusted):
         # An untrusted (or unknown) peer: the headers are not believed at all.
         assert peer.client_ip == (str(peer_address) if peer_address is not None else None)
@@ -948,26 +948,10 @@ def test_fuzz_forwarded_headers(
     if hops is not None and forwarded is None:
         # Walked from the right: the first untrusted hop is the client, else the leftmost one.
         expected = next(
-            (hop for hop in reversed(hops) if not any(_address(hop) in network for network in trusted)),
+            (hop for hop in reversed(hops) if not any(parse_ip(hop) in network for network in trusted)),
             hops[0],
         )
-        assert peer.client_ip == str(_address(expected))
-
-
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """Oracle: the address in a client or hop value (brackets, a v4 port, quotes), v4-mapped unwrapped."""
-    text = text.strip().strip('"')
-    if text.startswith("["):
-        text = text[1:].partition("]")[0]
-    elif text.count(":") == 1:
-        text = text.partition(":")[0]
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
+        assert peer.client_ip == str(parse_ip(expected))
 
 
 @given(

@@ -262,13 +262,16 @@ def free_port() -> int:
         return port
 
 
-def server_command(port: int, factory: str = "benchmarks.bench_decisions:app") -> list[str]:
+def server_command(
+    port: int, factory: str = "benchmarks.bench_decisions:app", *, pin: bool | None = None
+) -> list[str]:
+    """The uvicorn command line; pinned to ``SERVER_CPU`` when ``pin`` (None: when ``pinning()``)."""
     command = [sys.executable, "-m", "uvicorn", factory, "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--no-access-log"]
     command += ["--lifespan", "off", "--log-level", "warning"]
     if fast_stack():
         command += ["--loop", "uvloop", "--http", "httptools"]
-    if pinning():
+    if pinning() if pin is None else pin:
         command = ["taskset", "-c", str(SERVER_CPU), *command]
     return command
 
@@ -278,39 +281,58 @@ def server(target: str, spool: Path) -> Iterator[tuple[int, int]]:
     """uvicorn serving the app for ``target`` in a subprocess; its port and process id, once it accepts
     connections (``taskset`` execs uvicorn: the process id is uvicorn's)."""
     environment = {TARGET_ENV: target, SPOOL_ENV: str(spool)}
-    with uvicorn_server("benchmarks.bench_decisions:app", environment) as served:
-        yield served
+    with uvicorn_server("benchmarks.bench_decisions:app", environment) as (port, process):
+        yield port, process.pid
 
 
 @contextlib.contextmanager
-def uvicorn_server(factory: str, environment: dict[str, str]) -> Iterator[tuple[int, int]]:
+def uvicorn_server(
+    factory: str,
+    environment: dict[str, str],
+    *,
+    pin: bool | None = None,
+    cwd: Path = ROOT,
+    log: Path | None = None,
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """uvicorn serving the app factory ``factory`` ("module:name") in a subprocess, with ``environment``
-    added to this process's, pinned to ``SERVER_CPU`` when pinning; its port and process id, once it
-    accepts connections (``taskset`` execs uvicorn: the process id is uvicorn's)."""
+    added to this process's, pinned as ``server_command`` decides, its stderr in ``log`` when given;
+    its port and process once it accepts connections (``taskset`` execs uvicorn: the process id is
+    uvicorn's). Stopped with SIGTERM on the way out: uvicorn stops, then the log writes what is queued."""
     port = free_port()
     env = {**os.environ, **environment}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    command = server_command(port, factory)
-    process = subprocess.Popen(command, cwd=ROOT, env=env)  # noqa: S603 (fixed arguments)
+    command = server_command(port, factory, pin=pin)
+    with contextlib.ExitStack() as stack:
+        stderr = stack.enter_context(log.open("wb")) if log is not None else None
+        process = subprocess.Popen(command, cwd=cwd, env=env, stderr=stderr)  # noqa: S603 (fixed arguments)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT
+            while True:  # poll a real condition: the port accepts a connection
+                if process.poll() is not None:
+                    tail = f": {log_tail(log)}" if log is not None else ""
+                    raise RuntimeError(f"uvicorn exited with status {process.returncode}{tail}")
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not accept connections within {START_TIMEOUT:.0f} s")
+                time.sleep(0.05)
+            yield port, process
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+
+
+def log_tail(log: Path) -> str:
+    """The end of a server's log, for an error message."""
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with status {process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not accept connections within {START_TIMEOUT:.0f} s")
-            time.sleep(0.05)
-        yield port, process.pid
-    finally:
-        if process.poll() is None:
-            process.terminate()  # graceful: uvicorn stops, then the log writes what is queued
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        return log.read_text(errors="replace")[-4000:]
+    except OSError:
+        return ""
 
 
 def count_sqlite(path: Path) -> int:

@@ -684,8 +684,8 @@ def main() -> None:
             work = Path(directory) / name
             work.mkdir()
             environment = {VARIANT_ENV: name, WORK_ENV: str(work), SITE_ENV: args.site}
-            port, pid = stack.enter_context(uvicorn_server(FACTORY, environment))
-            servers[name] = Server(name, port, pid)
+            port, process = stack.enter_context(uvicorn_server(FACTORY, environment))
+            servers[name] = Server(name, port, process.pid)
         if pinning():
             os.sched_setaffinity(0, {LOAD_CPU})
         print(

@@ -43,13 +43,8 @@ import os
 import random
 import re
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -64,7 +59,14 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from benchmarks.bench_decisions import cpu_seconds, fast_stack, free_port, loop_factory
+from benchmarks.bench_decisions import (
+    cpu_seconds,
+    fast_stack,
+    log_tail,
+    loop_factory,
+    pinning,
+    uvicorn_server,
+)
 from consent_middleware import ConsentMiddleware, Cookie, Service
 from consent_middleware.assets import Assets
 from consent_middleware.geo import GeoLocator, bundled_database
@@ -975,54 +977,18 @@ async def sample_memory(pid: int, tally: Tally, samples: list[Sample], every: fl
             samples.append(Sample(loop.time() - start, rss, sum(tally.by_kind.values())))
 
 
-def pinnable() -> bool:
-    """Whether server and load can get a core each (asked before this process pins itself)."""
-    return shutil.which("taskset") is not None and {SERVER_CPU, LOAD_CPU} <= os.sched_getaffinity(0)
-
-
 @contextlib.contextmanager
 def server(work: Path, *, pin: bool) -> Iterator[tuple[int, int, subprocess.Popen[bytes]]]:
     """uvicorn serving ``app`` in a subprocess, logging to an SQLite file in ``work``; its port, process
     id and process, once it accepts connections (``taskset`` execs uvicorn: the process id is uvicorn's)."""
-    port = free_port()
-    env = {**os.environ, LOG_ENV: f"sqlite:///{work / 'consent-log.sqlite3'}", SPOOL_ENV: str(work / "spool")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "uvicorn", "benchmarks.soak:app", "--factory", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", "1", "--no-access-log", "--lifespan", "off"]
-    command += ["--log-level", "warning"]
-    if fast_stack():
-        command += ["--loop", "uvloop", "--http", "httptools"]
-    if pin:
-        command = ["taskset", "-c", str(SERVER_CPU), *command]
-    stderr = (work / "server.log").open("wb")
-    process = subprocess.Popen(command, cwd=work, env=env, stderr=stderr)  # noqa: S603 (fixed arguments)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:  # poll a real condition: the port accepts a connection
-            if process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with status {process.returncode}: {server_log(work)}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not accept connections within {START_TIMEOUT:.0f} s")
-            time.sleep(0.05)
+    environment = {LOG_ENV: f"sqlite:///{work / 'consent-log.sqlite3'}", SPOOL_ENV: str(work / "spool")}
+    served = uvicorn_server("benchmarks.soak:app", environment, pin=pin, cwd=work, log=work / "server.log")
+    with served as (port, process):
         yield port, process.pid, process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)  # graceful: uvicorn stops, then the log writes what is queued
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-        stderr.close()
 
 
 def server_log(work: Path) -> str:
-    try:
-        return (work / "server.log").read_text(errors="replace")[-4000:]
-    except OSError:
-        return ""
+    return log_tail(work / "server.log")
 
 
 @dataclass
@@ -1203,7 +1169,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.connections <= 1000 or not 0 < args.duration <= 24 * 3600 or not 0 < args.sample <= 60:
         parser.error("--connections 1..1000, --duration up to a day, --sample 0..60 s")
-    pin = not args.no_pin and pinnable()
+    pin = not args.no_pin and pinning()
     print(
         f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}; "
         f"{f'server on cpu {SERVER_CPU}, load on cpu {LOAD_CPU}' if pin else 'unpinned'}",

@@ -297,12 +297,7 @@ def decided_cookie(categories: frozenset[str], method: str) -> str:
     """A valid signed consent cookie for the middleware built by :func:`consent`."""
     probe = consent(site, Path("/nonexistent"))
     config = probe.config
-    codec = DecisionCodec(
-        secret_keys=config.secret_key,
-        policy_version=config.policy_version,
-        max_age=config.consent_max_age,
-        categories=tuple(category.name for category in config.categories),
-    )
+    codec = DecisionCodec.for_config(config)
     decision = Decision(new_consent_id(), config.policy_version, categories, int(time.time()), method)
     return f"consent={codec.encode(decision)}"
 

@@ -59,12 +59,7 @@ def main() -> None:
     config = ConsentConfig(
         secret_key=("benchmark-secret-key-0123456789-abcdef",), languages=("en", "nl", "fr", "de")
     )
-    codec = DecisionCodec(
-        secret_keys=config.secret_key,
-        policy_version="1",
-        max_age=config.consent_max_age,
-        categories=tuple(c.name for c in config.categories),
-    )
+    codec = DecisionCodec.for_config(config)
     reader = VisitReader(config=config, codec=codec)
     cookie = codec.encode(
         Decision(new_consent_id(), "1", frozenset({"analytics"}), int(time.time()), "custom")

@@ -46,12 +46,7 @@ class ConsentMiddleware:
         self.app = app
         self.config = ConsentConfig.from_options(config, **options)
         config_ = self.config
-        codec = DecisionCodec(
-            secret_keys=config_.secret_key,
-            policy_version=config_.policy_version,
-            max_age=config_.consent_max_age,
-            categories=tuple(category.name for category in config_.categories),
-        )
+        codec = DecisionCodec.for_config(config_)
         cookies = CookieWriter(
             codec=codec, domain=config_.cookie_domain, language_max_age=LANGUAGE_COOKIE_MAX_AGE
         )

@@ -16,11 +16,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from types import MappingProxyType
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from itsdangerous import BadData, URLSafeSerializer
 
 from .registry import CONSENT_COOKIE, LANGUAGE_COOKIE, NECESSARY
+
+if TYPE_CHECKING:
+    from .config import ConsentConfig
 
 __all__ = [
     "METHODS",
@@ -89,6 +92,17 @@ class DecisionCodec:
         # Cookie value -> what verifying it gave (time window aside): a returning visitor sends the
         # same value on every request, and HMAC plus JSON is most of reading a request.
         self._verified: dict[str, VerifiedDecision | None] = {}
+
+    @classmethod
+    def for_config(cls, config: ConsentConfig) -> DecisionCodec:
+        """The codec a middleware configured with ``config`` uses (keys, policy version, lifetime,
+        categories)."""
+        return cls(
+            secret_keys=config.secret_key,
+            policy_version=config.policy_version,
+            max_age=config.consent_max_age,
+            categories=tuple(category.name for category in config.categories),
+        )
 
     @property
     def max_age(self) -> int:

@@ -197,12 +197,7 @@ def test_decisions_survive_postgres_crash_and_restart(
         request.addfinalizer(lambda: asyncio.run(app_log.close()))
     fast = fast_retries(app_log)
     config = middleware.config
-    codec = DecisionCodec(
-        secret_keys=config.secret_key,
-        policy_version=config.policy_version,
-        max_age=config.consent_max_age,
-        categories=tuple(category.name for category in config.categories),
-    )
+    codec = DecisionCodec.for_config(config)
     with ServerThread(middleware) as server:
         load = Load(server.port, codec)
         timeline: dict[str, float] = {}

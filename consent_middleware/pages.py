@@ -225,7 +225,7 @@ class PageResponder:
             await self._send({**message, "body": body})
         else:
             if self._held is not None:  # e.g. trailers before any body: the page goes out as it is
-                await self._flush_held()
+                await self.release()
             await self._send(message)
 
     async def _start(self, message: Message, *, html: bool, sets_cookies: bool) -> None:
@@ -306,11 +306,8 @@ class PageResponder:
         return self._held is not None
 
     async def release(self) -> None:
-        """The app has returned or raised: a start still held goes out (the body never came)."""
-        if self._held is not None:
-            await self._flush_held()
-
-    async def _flush_held(self) -> None:
+        """A start still held goes out as it is: the app returned or raised, or sent another message,
+        before any body chunk."""
         held, self._held = self._held, None
         if held is not None:
             await self._send(held)

@@ -1113,17 +1113,17 @@ class PageCache:
             if len(self._seen) > _SEEN_PAGES:
                 self._seen.popitem(last=False)
             return
-        size = len(page) + sum(map(len, parts))
+        size = _entry_size(page, parts)
         if size > self._max_bytes:
             return
         replaced = self._templates.pop(cache_key, None)
         if replaced is not None:  # the same fingerprint, other bytes: the newer page stays
-            self._size -= len(replaced[0]) + sum(map(len, replaced[1]))
+            self._size -= _entry_size(*replaced)
         self._templates[cache_key] = (page, parts)
         self._size += size
         while self._size > self._max_bytes and self._templates:
-            _, (old_page, old_parts) = self._templates.popitem(last=False)
-            self._size -= len(old_page) + sum(map(len, old_parts))
+            _, oldest = self._templates.popitem(last=False)
+            self._size -= _entry_size(*oldest)
 
 
 #: Pages remembered by fingerprint for admission to a PageCache.
@@ -1131,6 +1131,11 @@ _SEEN_PAGES: Final = 4096
 #: Bytes sampled at the start, middle and end of a page for its fingerprint.
 _SAMPLE: Final = 64
 _Fingerprint: TypeAlias = tuple[int, bytes, bytes, bytes]
+
+
+def _entry_size(page: bytes, parts: tuple[bytes, ...]) -> int:
+    """What a kept page counts against the cache's budget: the page and its template."""
+    return len(page) + sum(map(len, parts))
 
 
 def _fingerprint(page: bytes) -> _Fingerprint:

@@ -46,6 +46,8 @@ FORM_TYPE: Final = "application/x-www-form-urlencoded"
 JSON_TYPE: Final = "application/json"
 STATIC_CACHE: Final = "public, max-age=31536000, immutable"
 PAGE_CACHE: Final = "private, no-cache"
+#: What every page with consent markup depends on (these pages, and the app's pages: ``pages.py``).
+VARY_TOKENS: Final = ("Cookie", "Sec-GPC", "Accept-Language")
 DEFAULT_PORTS: Final = {"http": ":80", "https": ":443"}
 #: A CSP nonce is base64 (RFC 7636 alphabet too); anything else could break out of a header or attribute.
 NONCE_PATTERN: Final = re.compile(r"[A-Za-z0-9+/_-]{8,128}={0,2}")
@@ -407,7 +409,7 @@ class Endpoints:
     def _page(self, body: str, visit: Visit) -> Response:
         headers = {
             "Cache-Control": PAGE_CACHE,
-            "Vary": "Cookie, Sec-GPC, Accept-Language",
+            "Vary": ", ".join(VARY_TOKENS),
             "Content-Language": visit.state.language,
             "X-Content-Type-Options": "nosniff",
             "Content-Security-Policy": PAGE_POLICY,

@@ -13,7 +13,7 @@ from .config import ConsentConfig
 from .consent_mode import ConsentModeSnippet, uses_google_tags
 from .cookies import CookieRules
 from .csp import ContentSecurityPolicy
-from .endpoints import nonce_of
+from .endpoints import VARY_TOKENS, nonce_of
 from .gating import GatePolicy
 from .privacy import ACCEPT_CH
 from .render import Renderer
@@ -23,7 +23,6 @@ from .state import ConsentState, CookieWriter
 
 __all__ = ["PageDecorator", "PageResponder", "current_path"]
 
-VARY_TOKENS: Final = ("Cookie", "Sec-GPC", "Accept-Language")
 #: Rendered banners and settings controls kept (per language, decision, page path).
 MAX_CACHED_MARKUPS: Final = 1024
 ACCEPT_CH_BYTES: Final = ACCEPT_CH.encode("latin-1")

@@ -17,7 +17,7 @@ from .cookies import CookieRules
 from .endpoints import Endpoints, nonce_of
 from .log import open_log
 from .pages import PageDecorator, PageResponder
-from .privacy import reduce_headers, truncate_ip
+from .privacy import HeaderReducer, truncate_ip
 from .registry import LANGUAGE_COOKIE_MAX_AGE
 from .render import Renderer
 from .request import VisitReader
@@ -79,7 +79,7 @@ class ConsentMiddleware:
             ),
         )
         self._pages = PageDecorator(config=config_, renderer=self._renderer, cookies=cookies, rules=rules)
-        self._withheld_headers = frozenset(name.encode("latin-1") for name in config_.withheld_headers)
+        self._reduce_headers = HeaderReducer(name.encode("latin-1") for name in config_.withheld_headers)
         self._uses_csp = self._pages.uses_csp
         self._nonce_key = config_.csp_nonce_key
         self._exclude_paths = config_.exclude_paths
@@ -91,6 +91,8 @@ class ConsentMiddleware:
         if scope["type"] != "http" or (self._exclude_paths and scope["path"].startswith(self._exclude_paths)):
             await self.app(scope, receive, send)
             return
+        if not isinstance(scope["headers"], (list, tuple)):  # any iterable, says ASGI: read it once
+            scope = {**scope, "headers": list(scope["headers"])}
         visit = self._reader.read(scope)
         path: str = scope["path"]
         if path.startswith(self._prefix) and (path == self._prefix or path.startswith(self._prefix_dir)):
@@ -118,7 +120,7 @@ class ConsentMiddleware:
                 scope["client"] = (visit.client_ip, client[1])
         else:
             scope["client"] = (truncate_ip(visit.client_ip), 0) if client else None
-            scope["headers"] = reduce_headers(scope["headers"], self._withheld_headers)
+            scope["headers"] = self._reduce_headers(scope["headers"], b"user-agent" in visit.fields)
         state = scope["state"] = dict(scope.get("state") or ())
         state["consent"] = visit.state
         if self._uses_csp and not nonce_of(scope, self._nonce_key):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable
-from typing import Final, cast
+from typing import Final, NamedTuple, cast
 from urllib.parse import quote
 
 from starlette.types import Message, Scope, Send
@@ -21,13 +21,23 @@ from .request import Visit
 from .rewriter import HtmlRewriter, PageCache
 from .state import ConsentState, CookieWriter
 
-__all__ = ["PageDecorator", "PageResponder", "current_path"]
+__all__ = ["PageDecorator", "PageMarkup", "PageResponder", "current_path"]
 
 #: Rendered banners and settings controls kept (per language, decision, page path).
 MAX_CACHED_MARKUPS: Final = 1024
 ACCEPT_CH_BYTES: Final = ACCEPT_CH.encode("latin-1")
 #: Charsets whose bytes for "<", ">", quotes and tag names are not ASCII: the rewriter leaves them alone.
 UNSAFE_CHARSETS: Final = ("utf-16", "utf-32", "utf16", "utf32", "ucs-2", "ucs2", "utf-7", "utf7")
+
+
+class PageMarkup(NamedTuple):
+    """What one page gets: its gating policy (None: nothing refused), the markup after ``<head>`` and
+    after ``<body>``, and the placeholder renderer for gated iframes."""
+
+    gate: GatePolicy | None
+    head_html: bytes
+    body_html: bytes
+    placeholder: Callable[[str], bytes] | None
 
 
 class PageDecorator:
@@ -53,6 +63,8 @@ class PageDecorator:
         self._gates: dict[frozenset[str], GatePolicy] = {}
         # (decided, language, gpc, page path) -> banner or settings control, for pages without a nonce.
         self._body_markups: dict[tuple[bool, str, bool, str], bytes] = {}
+        # (Visitor.page_key, page path) -> all of a page's markup, for pages without a nonce.
+        self._markups: dict[tuple[tuple[bool, frozenset[str], str, bool, bool], str], PageMarkup] = {}
         self.page_cache = PageCache()
 
     @property
@@ -77,18 +89,42 @@ class PageDecorator:
 
     def placeholder_for(self, visit: Visit, nonce: str | None, next_path: str) -> Callable[[str], bytes]:
         """Renders, per gated iframe, the localized "this needs CATEGORY" block with its grant button."""
+        # From values only: the function may be kept (see markup) and must hold no request's objects.
+        language, granted, reload = visit.state.language, visit.granted, self._csp is not None
 
         def placeholder(category: str) -> bytes:
             return self._renderer.placeholder(
-                language=visit.state.language,
+                language=language,
                 category=category,
-                granted=visit.granted,
+                granted=granted,
                 next_path=next_path,
                 nonce=nonce,
-                reload=self._csp is not None,
+                reload=reload,
             ).encode("utf-8")
 
         return placeholder
+
+    def markup(self, visit: Visit, nonce: str | None, next_path: str) -> PageMarkup:
+        """Everything a page gets for this visitor: kept per visitor kind and path when no nonce."""
+        if nonce is not None:  # one per request: nothing to keep
+            return self._markup(visit, nonce, next_path)
+        key = (visit.visitor.page_key, next_path)
+        markup = self._markups.get(key)
+        if markup is None:
+            markup = self._markup(visit, None, next_path)
+            if len(self._markups) >= MAX_CACHED_MARKUPS:
+                self._markups.pop(next(iter(self._markups), key), None)
+            self._markups[key] = markup
+        return markup
+
+    def _markup(self, visit: Visit, nonce: str | None, next_path: str) -> PageMarkup:
+        gate = self.gate(visit.granted)
+        return PageMarkup(
+            gate,
+            self.head_markup(visit, nonce),
+            self.body_markup(visit, nonce, next_path),
+            self.placeholder_for(visit, nonce, next_path) if gate is not None else None,
+        )
 
     def content_security_policy(self, scope: Scope, visit: Visit) -> str | None:
         if self._csp is None:
@@ -177,7 +213,7 @@ def made_private(value: bytes | None) -> bytes:
 class PageResponder:
     """Per request: holds ``http.response.start`` until the first body chunk decides the headers."""
 
-    __slots__ = ("_held", "_pages", "_rewriter", "_scope", "_send", "_visit")
+    __slots__ = ("_held", "_pages", "_passing", "_rewriter", "_scope", "_send", "_visit")
 
     def __init__(self, pages: PageDecorator, scope: Scope, visit: Visit, send: Send) -> None:
         self._pages = pages
@@ -188,8 +224,13 @@ class PageResponder:
         # False: not a page to rewrite; True: a page whose first body chunk is still to come; then
         # the rewriter of the rest of a streamed page.
         self._rewriter: HtmlRewriter | bool = False
+        #: The response needs nothing from here on (decided by its start).
+        self._passing = False
 
     async def send(self, message: Message) -> None:
+        if self._passing:
+            await self._send(message)
+            return
         kind = message["type"]
         if kind == "http.response.start":
             # Inline, as the lean path for what is no page (a JSON route) ends here.
@@ -212,8 +253,9 @@ class PageResponder:
             )
             if html or sets_cookies or self._visit.has_pending_cookies:
                 await self._start(message, html=html, sets_cookies=sets_cookies)
-            else:
-                await self._send(message)  # nothing to change in this response
+            else:  # nothing to change in this response
+                self._passing = True
+                await self._send(message)
         elif kind == "http.response.body" and self._rewriter is True:
             await self._first_body(message)
         elif kind == "http.response.body" and self._rewriter:
@@ -239,6 +281,7 @@ class PageResponder:
         message = {**message, "headers": headers}
         if not html or self._scope["method"] == "HEAD":
             # HEAD: the GET body gets markup added, so its length is not this one's (left out above).
+            self._passing = True
             await self._send(message)
             return
         self._rewriter = True
@@ -271,12 +314,7 @@ class PageResponder:
         start of a stream (a rewriter follows it)."""
         pages, scope, visit = self._pages, self._scope, self._visit
         held, self._held = self._held, None
-        gate = pages.gate(visit.granted)
-        nonce = pages.nonce(scope)
-        next_path = current_path(scope)
-        head_html = pages.head_markup(visit, nonce)
-        body_html = pages.body_markup(visit, nonce, next_path)
-        placeholder = pages.placeholder_for(visit, nonce, next_path) if gate is not None else None
+        gate, head_html, body_html, placeholder = pages.markup(visit, pages.nonce(scope), current_path(scope))
         body = message.get("body", b"")
         if held is not None and not message.get("more_body", False):
             body = pages.page_cache.rewrite(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
@@ -22,15 +24,84 @@ from .proxy import Peer, normal_ip, resolve_peer
 from .registry import CONSENT_COOKIE, LANGUAGE_COOKIE
 from .state import ConsentState, DecisionCodec, VerifiedDecision
 
-__all__ = ["Visit", "VisitReader"]
+__all__ = ["Visit", "VisitReader", "Visitor"]
 
 logger = logging.getLogger("consent_middleware")
 
 #: A query string longer than this is not searched for ``lang``.
 MAX_QUERY_BYTES: Final = 4096
+#: Visitors kept by their identifying headers (up to this many bytes of them).
+MAX_KNOWN_VISITORS: Final = 1024
+MAX_KNOWN_VISITOR_BYTES: Final = 6144
 #: Parsed ``Cookie`` headers kept (only headers up to MAX_CACHED_COOKIE_HEADER characters).
 MAX_CACHED_COOKIE_HEADERS: Final = 1024
 MAX_CACHED_COOKIE_HEADER: Final = 4096
+
+
+class Visitor:
+    """What a request's identifying headers tell about its visitor: the consent cookie verified, the
+    client address, the consent state (language, GPC, device data: worked out on first read).
+
+    Requests that send the same ``Cookie``, ``User-Agent``, ``Accept-Language`` and ``Sec-GPC`` from
+    the same address share one (a visitor sends the same ones request after request), while the
+    decision in the cookie is live (``valid_from``..``valid_until``): the state is read-only.
+    """
+
+    __slots__ = (
+        "_page_key",
+        "client_ip",
+        "cookie_header",
+        "device_granted",
+        "granted",
+        "shareable",
+        "state",
+        "user_agent",
+        "valid_from",
+        "valid_until",
+        "verified",
+    )
+    _page_key: tuple[bool, frozenset[str], str, bool, bool]
+
+    def __init__(
+        self,
+        cookie_header: str | None,
+        verified: VerifiedDecision | None,
+        client_ip: str | None,
+        granted: frozenset[str],
+        device_granted: bool,
+        state: ConsentState,
+        valid_from: float,
+        valid_until: float,
+        shareable: bool,
+        user_agent: bytes,
+    ) -> None:
+        self.cookie_header = cookie_header
+        self.verified = verified
+        self.client_ip = client_ip
+        self.granted = granted
+        self.device_granted = device_granted
+        self.state = state
+        self.valid_from = valid_from
+        self.valid_until = valid_until
+        #: May other requests with the same identifying headers use it (not with ``?lang=``)?
+        self.shareable = shareable
+        self.user_agent = user_agent
+
+    @property
+    def bot(self) -> bool:
+        """A crawler (undecided visitors only): it gets no banner."""
+        return not self.verified and is_bot(self.user_agent.decode("latin-1"))  # cached per user agent
+
+    @property
+    def page_key(self) -> tuple[bool, frozenset[str], str, bool, bool]:
+        """What the markup a page gets depends on, besides the page's path: decided, granted,
+        language, GPC, crawler (worked out on the first page)."""
+        try:
+            return self._page_key
+        except AttributeError:
+            state = self.state
+            self._page_key = key = (state.decided, self.granted, state.language, state.gpc, self.bot)
+            return key
 
 
 class Visit:
@@ -54,6 +125,7 @@ class Visit:
         "query_language",
         "state",
         "verified",
+        "visitor",
     )
 
     def __init__(
@@ -61,23 +133,22 @@ class Visit:
         reader: VisitReader,
         scope: Scope,
         fields: Mapping[bytes, bytes],
-        cookie_header: str | None,
-        verified: VerifiedDecision | None,
-        client_ip: str | None,
+        known: Visitor,
     ) -> None:
         # Positional, and the lazy slots left unset (read through AttributeError): one per request.
         self._reader = reader
         self._scope = scope
         #: The request headers, first of each name (as ``Headers.get`` reads them).
         self.fields = fields
-        self.cookie_header = cookie_header
-        self.verified = verified
+        self.visitor = known
+        self.cookie_header = known.cookie_header
+        self.verified = verified = known.verified
         #: The client's address (behind trusted proxies, the visitor's); None when unknown.
-        self.client_ip = client_ip
+        self.client_ip = known.client_ip
         #: The optional categories granted (empty until the visitor decides; ``necessary`` is implied).
-        self.granted: frozenset[str] = verified.decision.categories if verified else _NOTHING
+        self.granted = known.granted
         #: May the app see the full IP, the user agent and the country?
-        self.device_granted = reader.device_category in self.granted
+        self.device_granted = known.device_granted
         #: A valid ``?lang=`` that differs from the language cookie: the response remembers it.
         self.new_language: str | None = None
         #: Whether any response to this request sets a cookie (a language choice, a re-signed decision).
@@ -85,7 +156,7 @@ class Visit:
         self._cookies: Mapping[str, str] | None = None  # parsed on first use (pages read them)
         #: A valid ``?lang=`` (the visitor's explicit choice on this request).
         self.query_language: str | None = None
-        self.state: ConsentState  # set by VisitReader.read
+        self.state = known.state
 
     @property
     def headers(self) -> Headers:
@@ -119,9 +190,7 @@ class Visit:
     @property
     def bot(self) -> bool:
         """A crawler (undecided visitors only): it gets no banner."""
-        if self.verified:
-            return False
-        return is_bot(self.fields.get(b"user-agent", b"").decode("latin-1"))  # cached per user agent
+        return self.visitor.bot
 
 
 def query_value(scope: Scope, name: str) -> str | None:
@@ -163,6 +232,8 @@ class VisitReader:
         self.geo = geo_locator(config.geoip_database)
         # Cookie header -> its cookies: a visitor sends the same header request after request.
         self._parsed_cookies: dict[str, Mapping[str, str]] = {}
+        # Identifying headers -> what they say (see Visitor).
+        self._known: dict[tuple[bytes | str | None, ...], Visitor] = {}
 
     def cookies_of(self, header: str | None) -> Mapping[str, str]:
         """The cookies of a ``Cookie`` header (read-only: the mapping is shared between requests)."""
@@ -178,48 +249,104 @@ class VisitReader:
         return cookies
 
     def read(self, scope: Scope) -> Visit:
-        raw_headers = scope["headers"]
-        if not isinstance(raw_headers, (list, tuple)):  # a tuple: "list | tuple" builds a union per call
-            raw_headers = list(raw_headers)
-        # First of each name wins, as with Headers.get (names are lower case in ASGI).
-        fields = dict(reversed(raw_headers))
-        cookie_bytes = fields.get(b"cookie")
-        cookie_header = cookie_bytes.decode("latin-1") if cookie_bytes else None
-        verified = None
-        if cookie_header and CONSENT_COOKIE in cookie_header:
-            verified = self._codec.decode(self.cookies_of(cookie_header).get(CONSENT_COOKIE))
+        # First of each name wins, as with Headers.get (names are lower case in ASGI); the headers are
+        # a list or a tuple (the middleware makes them one).
+        fields = dict(reversed(scope["headers"]))
+        query: bytes = scope.get("query_string", b"")
+        # find, not "in": bytes.__contains__ first tries its argument as an int and formats an error.
+        if self.trusted_proxies or (query and query.find(b"lang=") != -1):
+            return self._read_apart(scope, fields)
+        client = scope.get("client")
+        key = (
+            fields.get(b"cookie"),
+            fields.get(b"user-agent"),
+            fields.get(b"accept-language"),
+            fields.get(b"sec-gpc"),
+            client[0] if client else None,
+        )
+        known = self._known.get(key)
+        if known is None or not known.valid_from <= time.time() < known.valid_until:
+            known = self.visitor(fields, normal_ip(client[0]) if client else None, None)
+            if known.shareable and sum(len(part or b"") for part in key[:3]) <= MAX_KNOWN_VISITOR_BYTES:
+                if len(self._known) >= MAX_KNOWN_VISITORS:
+                    self._known.pop(next(iter(self._known), key), None)
+                self._known[key] = known
+        return Visit(self, scope, fields, known)
+
+    def _read_apart(self, scope: Scope, fields: dict[bytes, bytes]) -> Visit:
+        """A request whose visitor is worked out for it alone: behind trusted proxies (the address
+        comes from forwarding headers) or with a ``?lang=`` choice."""
         if self.trusted_proxies:
             client_ip = resolve_peer(scope, Headers(scope=scope), self.trusted_proxies).client_ip
         else:
             client = scope.get("client")
             client_ip = normal_ip(client[0]) if client else None
-        visit = Visit(self, scope, fields, cookie_header, verified, client_ip)
+        query_language = None
         if b"lang=" in scope.get("query_string", b""):
-            from_query = visit.query_language = valid_language(query_value(scope, "lang"), self._languages)
-            if from_query:
-                remembered = valid_language(visit.cookies.get(LANGUAGE_COOKIE), self._languages)
-                if from_query != remembered:
-                    visit.new_language = from_query
-                    visit.has_pending_cookies = True
+            query_language = valid_language(query_value(scope, "lang"), self._languages)
+        visit = Visit(self, scope, fields, self.visitor(fields, client_ip, query_language))
+        if query_language:
+            visit.query_language = query_language
+            remembered = valid_language(visit.cookies.get(LANGUAGE_COOKIE), self._languages)
+            if query_language != remembered:
+                visit.new_language = query_language
+                visit.has_pending_cookies = True
+        return visit
+
+    def visitor(
+        self, fields: Mapping[bytes, bytes], client_ip: str | None, query_language: str | None
+    ) -> Visitor:
+        """What the identifying headers say: the verified decision, the address, the consent state."""
+        cookie_bytes = fields.get(b"cookie")
+        cookie_header = cookie_bytes.decode("latin-1") if cookie_bytes else None
+        verified = None
+        valid_from, valid_until = -math.inf, math.inf
+        shareable = query_language is None
+        if cookie_header and CONSENT_COOKIE in cookie_header:
+            value = self.cookies_of(cookie_header).get(CONSENT_COOKIE)
+            verified = self._codec.decode(value)
+            if verified is None:
+                # Not kept: a cookie not yet valid (clock skew) becomes valid later.
+                shareable = shareable and not value
+            else:
+                valid_from, valid_until = self._codec.window(verified.decision)
         decision = verified.decision if verified else None
-        state = visit.state = ConsentState(
+        state = ConsentState(
             decision,
             self._categories,
             decision.decided_at + self._max_age if decision else None,
             self._policy_version,
-            # language: resolved on first read, from values only (no reference back to the visit: a
-            # cycle would keep each request's objects alive until the garbage collector runs)
-            functools.partial(self.language_for, fields, cookie_header, visit.query_language, client_ip),
+            # language: resolved on first read, from values only (no reference to a request's objects)
+            functools.partial(
+                self.language_for,
+                fields.get(b"accept-language", b""),
+                cookie_header,
+                query_language,
+                client_ip,
+            ),
             self._respect_gpc and fields.get(b"sec-gpc", b"").strip() == b"1",  # gpc
             client_ip,  # security_client_ip
         )
-        if visit.device_granted:
+        granted = decision.categories if decision else _NOTHING
+        device_granted = self.device_category in granted
+        if device_granted:
             state.reveal_device(self, fields.get(b"user-agent", b""), client_ip)
-        return visit
+        return Visitor(
+            cookie_header,
+            verified,
+            client_ip,
+            granted,
+            device_granted,
+            state,
+            valid_from,
+            valid_until,
+            shareable,
+            fields.get(b"user-agent", b""),
+        )
 
     def language_for(
         self,
-        fields: Mapping[bytes, bytes],
+        accept_language: bytes,
         cookie_header: str | None,
         query_language: str | None,
         client_ip: str | None,
@@ -230,7 +357,7 @@ class VisitReader:
         explicit = query_language or valid_language(remembered, config.languages)
         return resolve_language(
             explicit=explicit,
-            accept_language=fields.get(b"accept-language", b"").decode("latin-1"),
+            accept_language=accept_language.decode("latin-1"),
             supported=config.languages,
             default=config.default_language,
             country=None if explicit else self.geo.country(client_ip),

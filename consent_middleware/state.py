@@ -133,11 +133,16 @@ class DecisionCodec:
         if verified is None:
             return None
         # The signature and the schema are cached by value; the time window is checked every time.
-        decided_at = verified.decision.decided_at
+        valid_from, valid_until = self.window(verified.decision)
         current = time.time() if now is None else now
-        if not decided_at - CLOCK_SKEW <= current < decided_at + self._max_age:
+        if not valid_from <= current < valid_until:
             return None
         return verified
+
+    def window(self, decision: Decision) -> tuple[int, int]:
+        """When a cookie holding ``decision`` is live: from its time (less the clock skew allowed)
+        until it expires."""
+        return decision.decided_at - CLOCK_SKEW, decision.decided_at + self._max_age
 
     def _verify(self, value: str) -> VerifiedDecision | None:
         if not COOKIE_VALUE.fullmatch(value):
@@ -205,15 +210,15 @@ class ConsentState:
         "_all_categories",
         "_client_ip",
         "_country",
+        "_decision",
         "_device",
         "_expires_at",
+        "_gpc",
         "_language",
+        "_security_client_ip",
         "_source",
         "_user_agent",
-        "decision",
-        "gpc",
-        "security_client_ip",
-        "version",
+        "_version",
     )
     _device: object
     _client_ip: str | None
@@ -233,28 +238,48 @@ class ConsentState:
     ) -> None:
         # Few attributes set here, the rest derived on read: every request builds one of these (the
         # middleware passes the arguments by position, which is cheaper).
-        self.decision = decision
+        self._decision = decision
         self._all_categories = all_categories
-        self.version = version
+        self._version = version
         self._language = language
-        self.gpc = gpc
+        self._gpc = gpc
         self._expires_at = expires_at
-        self.security_client_ip = security_client_ip
+        self._security_client_ip = security_client_ip
         # _source and _client_ip: set by reveal_device once the device category is granted; unset
         # (read as None) until then. _device and _country: from the source, on first read.
 
+    # Read-only: one state serves every request of a visitor (request.Visitor).
+    @property
+    def decision(self) -> Decision | None:
+        return self._decision
+
+    @property
+    def version(self) -> str:
+        """The policy version in force."""
+        return self._version
+
+    @property
+    def gpc(self) -> bool:
+        """Whether the browser sent a Global Privacy Control signal (and the site respects it)."""
+        return self._gpc
+
+    @property
+    def security_client_ip(self) -> str | None:
+        """The true client address, for security use only (rate limits, abuse), before any consent."""
+        return self._security_client_ip
+
     @property
     def decided(self) -> bool:
-        return self.decision is not None
+        return self._decision is not None
 
     @property
     def consent_id(self) -> str | None:
-        return self.decision.consent_id if self.decision else None
+        return self._decision.consent_id if self._decision else None
 
     @property
     def categories(self) -> Mapping[str, bool]:
         """Every category by name: granted or not (``necessary`` always is)."""
-        granted = self.decision.categories if self.decision else frozenset()
+        granted = self._decision.categories if self._decision else frozenset()
         return _categories_view(self._all_categories, granted)
 
     @property
@@ -313,7 +338,7 @@ class ConsentState:
 
     def granted(self, category: str) -> bool:
         """Whether the visitor has granted ``category`` (``necessary`` always is)."""
-        return category == NECESSARY or (self.decision is not None and category in self.decision.categories)
+        return category == NECESSARY or (self._decision is not None and category in self._decision.categories)
 
     def as_json(self) -> dict[str, object]:
         """The body of ``GET PREFIX`` (SPEC §6)."""

@@ -17,7 +17,7 @@ from .cookies import CookieRules
 from .endpoints import Endpoints, nonce_of
 from .log import open_log
 from .pages import PageDecorator, PageResponder
-from .privacy import HeaderReducer, truncate_ip
+from .privacy import HeaderReducer
 from .registry import LANGUAGE_COOKIE_MAX_AGE
 from .render import Renderer
 from .request import VisitReader
@@ -119,7 +119,7 @@ class ConsentMiddleware:
             if client and visit.client_ip:
                 scope["client"] = (visit.client_ip, client[1])
         else:
-            scope["client"] = (truncate_ip(visit.client_ip), 0) if client else None
+            scope["client"] = (visit.visitor.truncated_ip, 0) if client else None
             scope["headers"] = self._reduce_headers(scope["headers"], b"user-agent" in visit.fields)
         state = scope["state"] = dict(scope.get("state") or ())
         state["consent"] = visit.state

@@ -47,7 +47,7 @@ class PageDecorator:
         self, *, config: ConsentConfig, renderer: Renderer, cookies: CookieWriter, rules: CookieRules
     ) -> None:
         self._registry = config.registry
-        self._nonce_key = config.csp_nonce_key
+        self.nonce_key = config.csp_nonce_key
         self._renderer = renderer
         self._cookies = cookies
         self.cookie_rules = rules
@@ -66,10 +66,7 @@ class PageDecorator:
         # (Visitor.page_key, page path) -> all of a page's markup, for pages without a nonce.
         self._markups: dict[tuple[tuple[bool, frozenset[str], str, bool, bool], str], PageMarkup] = {}
         self.page_cache = PageCache()
-
-    @property
-    def uses_csp(self) -> bool:
-        return self._csp is not None
+        self.uses_csp = self._csp is not None
 
     def gate(self, granted: frozenset[str]) -> GatePolicy | None:
         policy = self._gates.get(granted)
@@ -79,7 +76,7 @@ class PageDecorator:
 
     def nonce(self, scope: Scope) -> str | None:
         """The page's CSP nonce (the app's, or the one CSP mode put in the scope)."""
-        return nonce_of(scope, self._nonce_key)
+        return nonce_of(scope, self.nonce_key)
 
     def head_markup(self, visit: Visit, nonce: str | None) -> bytes:
         """What goes right after ``<head>``: the Consent Mode defaults, while Google tags are declared."""
@@ -129,7 +126,7 @@ class PageDecorator:
     def content_security_policy(self, scope: Scope, visit: Visit) -> str | None:
         if self._csp is None:
             return None
-        return self._csp.header(visit.granted, nonce_of(scope, self._nonce_key))
+        return self._csp.header(visit.granted, nonce_of(scope, self.nonce_key))
 
     def body_markup(self, visit: Visit, nonce: str | None, next_path: str) -> bytes:
         """What goes right after ``<body>``: the banner, or the settings control once decided."""
@@ -210,6 +207,11 @@ def made_private(value: bytes | None) -> bytes:
     return ", ".join(kept).encode("latin-1")
 
 
+#: The ``Vary`` and ``Cache-Control`` of a page whose app set neither.
+VARY: Final = with_vary(None)
+PRIVATE: Final = made_private(None)
+
+
 class PageResponder:
     """Per request: holds ``http.response.start`` until the first body chunk decides the headers."""
 
@@ -277,7 +279,8 @@ class PageResponder:
             headers = [(name.lower(), value) for name, value in message.get("headers", ())]
         if sets_cookies:
             headers = pages.cookie_rules.filter_set_cookies(headers, visit.granted) or headers
-        headers += [(b"set-cookie", cookie.encode("latin-1")) for cookie in pages.pending_cookies(visit)]
+        if visit.has_pending_cookies:
+            headers += [(b"set-cookie", cookie.encode("latin-1")) for cookie in pages.pending_cookies(visit)]
         message = {**message, "headers": headers}
         if not html or self._scope["method"] == "HEAD":
             # HEAD: the GET body gets markup added, so its length is not this one's (left out above).
@@ -300,13 +303,14 @@ class PageResponder:
                 cache_control = value if cache_control is None else cache_control
             elif lowered != b"content-length":
                 headers.append((lowered, value))
-        headers.append((b"vary", with_vary(vary)))
-        headers.append((b"cache-control", made_private(cache_control)))
+        headers.append((b"vary", VARY if vary is None else with_vary(vary)))
+        headers.append((b"cache-control", PRIVATE if cache_control is None else made_private(cache_control)))
         if self._visit.device_granted:
             headers.append((b"accept-ch", ACCEPT_CH_BYTES))
-        policy = self._pages.content_security_policy(self._scope, self._visit)
-        if policy is not None:
-            headers.append((b"content-security-policy", policy.encode("latin-1")))
+        if self._pages.uses_csp:
+            policy = self._pages.content_security_policy(self._scope, self._visit)
+            if policy is not None:
+                headers.append((b"content-security-policy", policy.encode("latin-1")))
         return headers
 
     async def _first_body(self, message: Message) -> None:
@@ -314,7 +318,9 @@ class PageResponder:
         start of a stream (a rewriter follows it)."""
         pages, scope, visit = self._pages, self._scope, self._visit
         held, self._held = self._held, None
-        gate, head_html, body_html, placeholder = pages.markup(visit, pages.nonce(scope), current_path(scope))
+        # The middleware gave the app's scope a state dict; most pages have no nonce in it.
+        nonce = pages.nonce(scope) if pages.nonce_key in scope["state"] else None
+        gate, head_html, body_html, placeholder = pages.markup(visit, nonce, current_path(scope))
         body = message.get("body", b"")
         if held is not None and not message.get("more_body", False):
             body = pages.page_cache.rewrite(

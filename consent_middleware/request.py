@@ -19,7 +19,7 @@ from starlette.types import Scope
 from .config import BundledDatabase, ConsentConfig
 from .geo import GeoLocator, bundled_database
 from .language import resolve_language, valid_language
-from .privacy import Device, device_of, is_bot
+from .privacy import Device, device_of, is_bot, truncate_ip
 from .proxy import Peer, normal_ip, resolve_peer
 from .registry import CONSENT_COOKIE, LANGUAGE_COOKIE
 from .state import ConsentState, DecisionCodec, VerifiedDecision
@@ -55,6 +55,7 @@ class Visitor:
         "granted",
         "shareable",
         "state",
+        "truncated_ip",
         "user_agent",
         "valid_from",
         "valid_until",
@@ -78,6 +79,8 @@ class Visitor:
         self.cookie_header = cookie_header
         self.verified = verified
         self.client_ip = client_ip
+        #: What the app sees of the address before the device category is granted.
+        self.truncated_ip = truncate_ip(client_ip)
         self.granted = granted
         self.device_granted = device_granted
         self.state = state
@@ -265,7 +268,7 @@ class VisitReader:
             client[0] if client else None,
         )
         known = self._known.get(key)
-        if known is None or not known.valid_from <= time.time() < known.valid_until:
+        if known is None or (known.verified and not known.valid_from <= time.time() < known.valid_until):
             known = self.visitor(fields, normal_ip(client[0]) if client else None, None)
             if known.shareable and sum(len(part or b"") for part in key[:3]) <= MAX_KNOWN_VISITOR_BYTES:
                 if len(self._known) >= MAX_KNOWN_VISITORS:

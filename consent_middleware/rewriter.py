@@ -1146,6 +1146,8 @@ def _fingerprint(page: bytes) -> _Fingerprint:
 def _fill(
     parts: tuple[bytes, ...], head_html: bytes, body_html: bytes, placeholder: Callable[[str], bytes] | None
 ) -> bytes:
+    if len(parts) == 5 and parts[1] == b"H" and parts[3] == b"B":  # most pages: one head, one body
+        return b"".join((parts[0], head_html, parts[2], body_html, parts[4]))
     if len(parts) == 1:
         return parts[0]
     filled = list(parts)

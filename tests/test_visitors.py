@@ -1,0 +1,116 @@
+"""Requests with the same identifying headers share what they say about the visitor, and no more."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from consent_middleware import ConsentMiddleware
+from consent_middleware import request as request_module
+from consent_middleware import state as state_module
+from consent_middleware.privacy import GENERIC_USER_AGENT, HeaderReducer, reduce_headers
+from consent_middleware.state import Decision, DecisionCodec, new_consent_id
+from tests.conftest import SECRET
+
+WITHHELD = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
+
+
+async def consent_of(request: Request) -> Response:
+    consent = request.state.consent
+    return JSONResponse({"decided": consent.decided, "language": consent.language, "id": id(consent)})
+
+
+def client_for(tmp_path: Path) -> tuple[TestClient, ConsentMiddleware]:
+    middleware = ConsentMiddleware(
+        Starlette(routes=[Route("/", consent_of)]),
+        secret_key=SECRET,
+        consent_log=f"sqlite:///{tmp_path / 'log.db'}",
+        geoip_database=None,
+    )
+    return TestClient(middleware), middleware
+
+
+def cookie_of(middleware: ConsentMiddleware, decided_at: int) -> str:
+    codec = DecisionCodec.for_config(middleware.config)
+    version = middleware.config.policy_version
+    return codec.encode(Decision(new_consent_id(), version, frozenset(), decided_at, "reject_all"))
+
+
+def test_the_same_visitor_shares_one_read_only_state(tmp_path: Path) -> None:
+    client, _ = client_for(tmp_path)
+    first = client.get("/", headers={"Accept-Language": "fr"}).json()
+    again = client.get("/", headers={"Accept-Language": "fr"}).json()
+    other = client.get("/", headers={"Accept-Language": "de"}).json()
+    assert first["id"] == again["id"] != other["id"]
+    assert (first["language"], other["language"]) == ("fr", "de")
+
+
+def test_the_consent_state_cannot_be_changed_by_the_app(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    async def meddle(request: Request) -> Response:
+        for name in ("decision", "gpc", "version", "security_client_ip", "language"):
+            try:
+                setattr(request.state.consent, name, None)
+            except AttributeError:
+                seen.append(name)
+        return JSONResponse({})
+
+    client = TestClient(ConsentMiddleware(Starlette(routes=[Route("/", meddle)]), secret_key=SECRET))
+    client.get("/")
+    assert seen == ["decision", "gpc", "version", "security_client_ip", "language"]
+
+
+def test_a_shared_decision_still_expires_on_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, middleware = client_for(tmp_path)
+    now = time.time()
+    max_age = int(middleware.config.consent_max_age.total_seconds())
+    cookie = cookie_of(middleware, int(now) - max_age + 60)  # a minute left
+    client.cookies.set("consent", cookie)
+    assert client.get("/").json()["decided"] is True
+    later = SimpleNamespace(time=lambda: now + 120)
+    monkeypatch.setattr(request_module, "time", later)
+    monkeypatch.setattr(state_module, "time", later)
+    assert client.get("/").json()["decided"] is False
+
+
+def test_a_cookie_from_the_future_counts_once_its_time_comes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, middleware = client_for(tmp_path)
+    now = time.time()
+    client.cookies.set("consent", cookie_of(middleware, int(now) + 3600))
+    assert client.get("/").json()["decided"] is False
+    later = SimpleNamespace(time=lambda: now + 3600)
+    monkeypatch.setattr(request_module, "time", later)
+    monkeypatch.setattr(state_module, "time", later)
+    assert client.get("/").json()["decided"] is True
+
+
+KNOWN_NAMES = [b"host", b"accept", b"user-agent", b"cookie", b"sec-ch-ua", b"sec-ch-ua-mobile", b"x-real-ip"]
+HEADER_NAMES = st.sampled_from(KNOWN_NAMES) | st.binary(min_size=1, max_size=12).map(bytes.lower)
+HEADERS = st.lists(st.tuples(HEADER_NAMES, st.binary(max_size=8)), max_size=12)
+
+
+@given(requests=st.lists(HEADERS, min_size=1, max_size=6))
+def test_the_header_reducer_reduces_as_reduce_headers_does(requests: list[list[tuple[bytes, bytes]]]) -> None:
+    reducer = HeaderReducer(WITHHELD)
+    for headers in requests * 2:  # the second time round, the names are known
+        expected = reduce_headers(headers, WITHHELD)
+        reduced = reducer(headers, any(name == b"user-agent" for name, _ in headers))
+        assert sorted(reduced) == sorted(expected)
+        # Besides the generic user agent, the order is the request's.
+        assert [pair for pair in reduced if pair[0] != b"user-agent"] == [
+            pair for pair in expected if pair[0] != b"user-agent"
+        ]
+        assert all(value == GENERIC_USER_AGENT for name, value in reduced if name == b"user-agent")

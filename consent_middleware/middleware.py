@@ -93,10 +93,10 @@ class ConsentMiddleware:
             return
         if not isinstance(scope["headers"], (list, tuple)):  # any iterable, says ASGI: read it once
             scope = {**scope, "headers": list(scope["headers"])}
-        visit = self._reader.read(scope)
+        visitor = self._reader.read(scope)
         path: str = scope["path"]
         if path.startswith(self._prefix) and (path == self._prefix or path.startswith(self._prefix_dir)):
-            await self._endpoints(scope, receive, send, visit)
+            await self._endpoints(scope, receive, send, self._reader.visit(scope, visitor))
             return
         if path == GPC_PATH and self.config.respect_gpc:
             response = Response(self._gpc_body, media_type="application/json")
@@ -111,22 +111,22 @@ class ConsentMiddleware:
             scope["extensions"] = {
                 key: value for key, value in extensions.items() if key not in FILE_EXTENSIONS
             }
-        if visit.cookie_header and self._rules.may_refuse(visit.granted):
-            scope["headers"] = self._rules.without_refused(scope["headers"], visit.granted)
+        if visitor.cookie_header and self._rules.may_refuse(visitor.granted):
+            scope["headers"] = self._rules.without_refused(scope["headers"], visitor.granted)
         client = scope.get("client")
-        if visit.device_granted:
+        if visitor.device_granted:
             # Behind trusted proxies the app gets the visitor's address, not the proxy's.
-            if client and visit.client_ip:
-                scope["client"] = (visit.client_ip, client[1])
+            if client and visitor.client_ip:
+                scope["client"] = (visitor.client_ip, client[1])
         else:
-            scope["client"] = (visit.visitor.truncated_ip, 0) if client else None
-            scope["headers"] = self._reduce_headers(scope["headers"], b"user-agent" in visit.fields)
+            scope["client"] = (visitor.truncated_ip, 0) if client else None
+            scope["headers"] = self._reduce_headers(scope["headers"], bool(visitor.user_agent))
         state = scope["state"] = dict(scope.get("state") or ())
-        state["consent"] = visit.state
+        state["consent"] = visitor.state
         if self._uses_csp and not nonce_of(scope, self._nonce_key):
             # CSP mode needs a nonce for what it injects; the app may use this one for its own scripts.
             state[self._nonce_key] = secrets.token_urlsafe(18)
-        responder = PageResponder(self._pages, scope, visit, send)
+        responder = PageResponder(self._pages, scope, visitor, send)
         try:
             await self.app(scope, receive, responder.send)
         except Exception:

@@ -17,7 +17,7 @@ from .endpoints import VARY_TOKENS, nonce_of
 from .gating import GatePolicy
 from .privacy import ACCEPT_CH
 from .render import Renderer
-from .request import Visit
+from .request import Visitor
 from .rewriter import HtmlRewriter, PageCache
 from .state import ConsentState, CookieWriter
 
@@ -78,16 +78,16 @@ class PageDecorator:
         """The page's CSP nonce (the app's, or the one CSP mode put in the scope)."""
         return nonce_of(scope, self.nonce_key)
 
-    def head_markup(self, visit: Visit, nonce: str | None) -> bytes:
+    def head_markup(self, visitor: Visitor, nonce: str | None) -> bytes:
         """What goes right after ``<head>``: the Consent Mode defaults, while Google tags are declared."""
         if self._consent_mode is None:
             return b""
-        return self._consent_mode.render(visit.granted, nonce)
+        return self._consent_mode.render(visitor.granted, nonce)
 
-    def placeholder_for(self, visit: Visit, nonce: str | None, next_path: str) -> Callable[[str], bytes]:
+    def placeholder_for(self, visitor: Visitor, nonce: str | None, next_path: str) -> Callable[[str], bytes]:
         """Renders, per gated iframe, the localized "this needs CATEGORY" block with its grant button."""
         # From values only: the function may be kept (see markup) and must hold no request's objects.
-        language, granted, reload = visit.state.language, visit.granted, self._csp is not None
+        language, granted, reload = visitor.state.language, visitor.granted, self._csp is not None
 
         def placeholder(category: str) -> bytes:
             return self._renderer.placeholder(
@@ -101,38 +101,38 @@ class PageDecorator:
 
         return placeholder
 
-    def markup(self, visit: Visit, nonce: str | None, next_path: str) -> PageMarkup:
+    def markup(self, visitor: Visitor, nonce: str | None, next_path: str) -> PageMarkup:
         """Everything a page gets for this visitor: kept per visitor kind and path when no nonce."""
         if nonce is not None:  # one per request: nothing to keep
-            return self._markup(visit, nonce, next_path)
-        key = (visit.visitor.page_key, next_path)
+            return self._markup(visitor, nonce, next_path)
+        key = (visitor.page_key, next_path)
         markup = self._markups.get(key)
         if markup is None:
-            markup = self._markup(visit, None, next_path)
+            markup = self._markup(visitor, None, next_path)
             if len(self._markups) >= MAX_CACHED_MARKUPS:
                 self._markups.pop(next(iter(self._markups), key), None)
             self._markups[key] = markup
         return markup
 
-    def _markup(self, visit: Visit, nonce: str | None, next_path: str) -> PageMarkup:
-        gate = self.gate(visit.granted)
+    def _markup(self, visitor: Visitor, nonce: str | None, next_path: str) -> PageMarkup:
+        gate = self.gate(visitor.granted)
         return PageMarkup(
             gate,
-            self.head_markup(visit, nonce),
-            self.body_markup(visit, nonce, next_path),
-            self.placeholder_for(visit, nonce, next_path) if gate is not None else None,
+            self.head_markup(visitor, nonce),
+            self.body_markup(visitor, nonce, next_path),
+            self.placeholder_for(visitor, nonce, next_path) if gate is not None else None,
         )
 
-    def content_security_policy(self, scope: Scope, visit: Visit) -> str | None:
+    def content_security_policy(self, scope: Scope, visitor: Visitor) -> str | None:
         if self._csp is None:
             return None
-        return self._csp.header(visit.granted, nonce_of(scope, self.nonce_key))
+        return self._csp.header(visitor.granted, nonce_of(scope, self.nonce_key))
 
-    def body_markup(self, visit: Visit, nonce: str | None, next_path: str) -> bytes:
+    def body_markup(self, visitor: Visitor, nonce: str | None, next_path: str) -> bytes:
         """What goes right after ``<body>``: the banner, or the settings control once decided."""
-        if visit.bot:
+        if visitor.bot:
             return b""  # crawlers cannot consent; gating still applies to them
-        state = visit.state
+        state = visitor.state
         if nonce is not None:  # one per request: nothing to keep
             return self._render_body_markup(state, next_path, nonce)
         key = (state.decided, state.language, state.gpc, next_path)
@@ -156,10 +156,10 @@ class PageDecorator:
             )
         return markup.encode("utf-8")
 
-    def pending_cookies(self, visit: Visit) -> list[str]:
-        if not visit.has_pending_cookies:
+    def pending_cookies(self, visitor: Visitor, scope: Scope) -> list[str]:
+        if not visitor.has_pending_cookies:
             return []
-        return self._cookies.pending(visit.verified, visit.new_language, secure=visit.https)
+        return self._cookies.pending(visitor.verified, visitor.new_language, secure=visitor.https(scope))
 
 
 def current_path(scope: Scope) -> str:
@@ -215,12 +215,12 @@ PRIVATE: Final = made_private(None)
 class PageResponder:
     """Per request: holds ``http.response.start`` until the first body chunk decides the headers."""
 
-    __slots__ = ("_held", "_pages", "_passing", "_rewriter", "_scope", "_send", "_visit")
+    __slots__ = ("_held", "_pages", "_passing", "_rewriter", "_scope", "_send", "_visitor")
 
-    def __init__(self, pages: PageDecorator, scope: Scope, visit: Visit, send: Send) -> None:
+    def __init__(self, pages: PageDecorator, scope: Scope, visitor: Visitor, send: Send) -> None:
         self._pages = pages
         self._scope = scope
-        self._visit = visit
+        self._visitor = visitor
         self._send = send
         self._held: Message | None = None
         # False: not a page to rewrite; True: a page whose first body chunk is still to come; then
@@ -253,7 +253,7 @@ class PageResponder:
                 and status not in (204, 304)
                 and is_rewritable_html(content_type, content_encoding)
             )
-            if html or sets_cookies or self._visit.has_pending_cookies:
+            if html or sets_cookies or self._visitor.has_pending_cookies:
                 await self._start(message, html=html, sets_cookies=sets_cookies)
             else:  # nothing to change in this response
                 self._passing = True
@@ -272,15 +272,18 @@ class PageResponder:
             await self._send(message)
 
     async def _start(self, message: Message, *, html: bool, sets_cookies: bool) -> None:
-        pages, visit = self._pages, self._visit
+        pages, visitor = self._pages, self._visitor
         if html:
             headers = self._page_headers(message.get("headers", ()))
         else:  # a copy: the app may reuse its header list for every request
             headers = [(name.lower(), value) for name, value in message.get("headers", ())]
         if sets_cookies:
-            headers = pages.cookie_rules.filter_set_cookies(headers, visit.granted) or headers
-        if visit.has_pending_cookies:
-            headers += [(b"set-cookie", cookie.encode("latin-1")) for cookie in pages.pending_cookies(visit)]
+            headers = pages.cookie_rules.filter_set_cookies(headers, visitor.granted) or headers
+        if visitor.has_pending_cookies:
+            headers += [
+                (b"set-cookie", cookie.encode("latin-1"))
+                for cookie in pages.pending_cookies(visitor, self._scope)
+            ]
         message = {**message, "headers": headers}
         if not html or self._scope["method"] == "HEAD":
             # HEAD: the GET body gets markup added, so its length is not this one's (left out above).
@@ -305,10 +308,10 @@ class PageResponder:
                 headers.append((lowered, value))
         headers.append((b"vary", VARY if vary is None else with_vary(vary)))
         headers.append((b"cache-control", PRIVATE if cache_control is None else made_private(cache_control)))
-        if self._visit.device_granted:
+        if self._visitor.device_granted:
             headers.append((b"accept-ch", ACCEPT_CH_BYTES))
         if self._pages.uses_csp:
-            policy = self._pages.content_security_policy(self._scope, self._visit)
+            policy = self._pages.content_security_policy(self._scope, self._visitor)
             if policy is not None:
                 headers.append((b"content-security-policy", policy.encode("latin-1")))
         return headers
@@ -316,16 +319,16 @@ class PageResponder:
     async def _first_body(self, message: Message) -> None:
         """The first body chunk: the whole page (rewritten at once, maybe from the page cache) or the
         start of a stream (a rewriter follows it)."""
-        pages, scope, visit = self._pages, self._scope, self._visit
+        pages, scope, visitor = self._pages, self._scope, self._visitor
         held, self._held = self._held, None
         # The middleware gave the app's scope a state dict; most pages have no nonce in it.
         nonce = pages.nonce(scope) if pages.nonce_key in scope["state"] else None
-        gate, head_html, body_html, placeholder = pages.markup(visit, nonce, current_path(scope))
+        gate, head_html, body_html, placeholder = pages.markup(visitor, nonce, current_path(scope))
         body = message.get("body", b"")
         if held is not None and not message.get("more_body", False):
             body = pages.page_cache.rewrite(
                 body,
-                key=visit.granted,
+                key=visitor.granted,
                 gate=gate,
                 head_html=head_html,
                 body_html=body_html,

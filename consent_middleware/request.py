@@ -53,6 +53,9 @@ class Visitor:
         "cookie_header",
         "device_granted",
         "granted",
+        "has_pending_cookies",
+        "new_language",
+        "secure",
         "shareable",
         "state",
         "truncated_ip",
@@ -89,6 +92,19 @@ class Visitor:
         #: May other requests with the same identifying headers use it (not with ``?lang=``)?
         self.shareable = shareable
         self.user_agent = user_agent
+        #: A valid ``?lang=`` that differs from the language cookie: the response remembers it (a
+        #: visitor of one request only).
+        self.new_language: str | None = None
+        #: Whether any response sets a cookie (a re-signed decision, a language choice).
+        self.has_pending_cookies = verified is not None and verified.needs_rotation
+        #: Whether the connection is HTTPS, when known from trusted proxies (None: the scope's scheme).
+        self.secure: bool | None = None
+
+    def https(self, scope: Scope) -> bool:
+        """Whether the visitor's connection is HTTPS (for the ``Secure`` cookie flag)."""
+        if self.secure is not None:
+            return self.secure
+        return scope.get("scheme") in ("https", "wss")
 
     @property
     def bot(self) -> bool:
@@ -108,58 +124,29 @@ class Visitor:
 
 
 class Visit:
-    """One request as read by :class:`VisitReader`. What only some responses need (the parsed
-    ``Cookie`` header, the peer behind proxies, the language, bot detection) is worked out on first
-    use: a JSON route pays for none of it."""
+    """One request to the middleware's own routes, as read by :class:`VisitReader`: its visitor, and
+    what only these routes need (the parsed ``Cookie`` header, the headers, the peer behind proxies),
+    worked out on first use."""
 
-    __slots__ = (
-        "_cookies",
-        "_headers",
-        "_peer",
-        "_reader",
-        "_scope",
-        "client_ip",
-        "cookie_header",
-        "device_granted",
-        "fields",
-        "granted",
-        "has_pending_cookies",
-        "new_language",
-        "query_language",
-        "state",
-        "verified",
-        "visitor",
-    )
+    __slots__ = ("_cookies", "_headers", "_peer", "_reader", "_scope", "visitor")
 
-    def __init__(
-        self,
-        reader: VisitReader,
-        scope: Scope,
-        fields: Mapping[bytes, bytes],
-        known: Visitor,
-    ) -> None:
-        # Positional, and the lazy slots left unset (read through AttributeError): one per request.
+    def __init__(self, reader: VisitReader, scope: Scope, visitor: Visitor) -> None:
         self._reader = reader
         self._scope = scope
-        #: The request headers, first of each name (as ``Headers.get`` reads them).
-        self.fields = fields
-        self.visitor = known
-        self.cookie_header = known.cookie_header
-        self.verified = verified = known.verified
-        #: The client's address (behind trusted proxies, the visitor's); None when unknown.
-        self.client_ip = known.client_ip
-        #: The optional categories granted (empty until the visitor decides; ``necessary`` is implied).
-        self.granted = known.granted
-        #: May the app see the full IP, the user agent and the country?
-        self.device_granted = known.device_granted
-        #: A valid ``?lang=`` that differs from the language cookie: the response remembers it.
-        self.new_language: str | None = None
-        #: Whether any response to this request sets a cookie (a language choice, a re-signed decision).
-        self.has_pending_cookies = verified is not None and verified.needs_rotation
-        self._cookies: Mapping[str, str] | None = None  # parsed on first use (pages read them)
-        #: A valid ``?lang=`` (the visitor's explicit choice on this request).
-        self.query_language: str | None = None
-        self.state = known.state
+        self.visitor = visitor
+        self._cookies: Mapping[str, str] | None = None
+
+    @property
+    def verified(self) -> VerifiedDecision | None:
+        return self.visitor.verified
+
+    @property
+    def state(self) -> ConsentState:
+        return self.visitor.state
+
+    @property
+    def new_language(self) -> str | None:
+        return self.visitor.new_language
 
     @property
     def headers(self) -> Headers:
@@ -172,7 +159,7 @@ class Visit:
     @property
     def cookies(self) -> Mapping[str, str]:
         if self._cookies is None:
-            self._cookies = self._reader.cookies_of(self.cookie_header)
+            self._cookies = self._reader.cookies_of(self.visitor.cookie_header)
         return self._cookies
 
     @property
@@ -182,18 +169,6 @@ class Visit:
         except AttributeError:
             self._peer: Peer = resolve_peer(self._scope, self.headers, self._reader.trusted_proxies)
             return self._peer
-
-    @property
-    def https(self) -> bool:
-        """Whether the visitor's connection is HTTPS (for the ``Secure`` cookie flag)."""
-        if not self._reader.trusted_proxies:
-            return self._scope.get("scheme") in ("https", "wss")
-        return self.peer.https
-
-    @property
-    def bot(self) -> bool:
-        """A crawler (undecided visitors only): it gets no banner."""
-        return self.visitor.bot
 
 
 def query_value(scope: Scope, name: str) -> str | None:
@@ -251,7 +226,9 @@ class VisitReader:
                 self._parsed_cookies[header] = cookies
         return cookies
 
-    def read(self, scope: Scope) -> Visit:
+    def read(self, scope: Scope) -> Visitor:
+        """The request's visitor: shared with earlier requests that sent the same identifying headers,
+        or its own (behind trusted proxies, or with a ``?lang=`` choice)."""
         # First of each name wins, as with Headers.get (names are lower case in ASGI); the headers are
         # a list or a tuple (the middleware makes them one).
         fields = dict(reversed(scope["headers"]))
@@ -274,27 +251,33 @@ class VisitReader:
                 if len(self._known) >= MAX_KNOWN_VISITORS:
                     self._known.pop(next(iter(self._known), key), None)
                 self._known[key] = known
-        return Visit(self, scope, fields, known)
+        return known
 
-    def _read_apart(self, scope: Scope, fields: dict[bytes, bytes]) -> Visit:
-        """A request whose visitor is worked out for it alone: behind trusted proxies (the address
-        comes from forwarding headers) or with a ``?lang=`` choice."""
+    def visit(self, scope: Scope, visitor: Visitor) -> Visit:
+        """The full view of a request to the middleware's own routes."""
+        return Visit(self, scope, visitor)
+
+    def _read_apart(self, scope: Scope, fields: dict[bytes, bytes]) -> Visitor:
+        """A visitor for this request alone: behind trusted proxies (the address comes from
+        forwarding headers) or with a ``?lang=`` choice."""
+        secure = None
         if self.trusted_proxies:
-            client_ip = resolve_peer(scope, Headers(scope=scope), self.trusted_proxies).client_ip
+            peer = resolve_peer(scope, Headers(scope=scope), self.trusted_proxies)
+            client_ip, secure = peer.client_ip, peer.https
         else:
             client = scope.get("client")
             client_ip = normal_ip(client[0]) if client else None
         query_language = None
         if b"lang=" in scope.get("query_string", b""):
             query_language = valid_language(query_value(scope, "lang"), self._languages)
-        visit = Visit(self, scope, fields, self.visitor(fields, client_ip, query_language))
+        visitor = self.visitor(fields, client_ip, query_language)
+        visitor.secure = secure
         if query_language:
-            visit.query_language = query_language
-            remembered = valid_language(visit.cookies.get(LANGUAGE_COOKIE), self._languages)
-            if query_language != remembered:
-                visit.new_language = query_language
-                visit.has_pending_cookies = True
-        return visit
+            remembered = self.cookies_of(visitor.cookie_header).get(LANGUAGE_COOKIE)
+            if query_language != valid_language(remembered, self._languages):
+                visitor.new_language = query_language
+                visitor.has_pending_cookies = True
+        return visitor
 
     def visitor(
         self, fields: Mapping[bytes, bytes], client_ip: str | None, query_language: str | None

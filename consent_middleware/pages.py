@@ -63,8 +63,8 @@ class PageDecorator:
         self._gates: dict[frozenset[str], GatePolicy] = {}
         # (decided, language, gpc, page path) -> banner or settings control, for pages without a nonce.
         self._body_markups: dict[tuple[bool, str, bool, str], bytes] = {}
-        # (Visitor.page_key, page path) -> all of a page's markup, for pages without a nonce.
-        self._markups: dict[tuple[tuple[bool, frozenset[str], str, bool, bool], str], PageMarkup] = {}
+        # (Visitor.page_key, raw path, path, query) -> all of a page's markup, for pages without a nonce.
+        self._markups: dict[tuple[object, ...], PageMarkup] = {}
         self.page_cache = PageCache()
         self.uses_csp = self._csp is not None
 
@@ -101,14 +101,14 @@ class PageDecorator:
 
         return placeholder
 
-    def markup(self, visitor: Visitor, nonce: str | None, next_path: str) -> PageMarkup:
+    def markup(self, visitor: Visitor, scope: Scope, nonce: str | None) -> PageMarkup:
         """Everything a page gets for this visitor: kept per visitor kind and path when no nonce."""
         if nonce is not None:  # one per request: nothing to keep
-            return self._markup(visitor, nonce, next_path)
-        key = (visitor.page_key, next_path)
+            return self._markup(visitor, nonce, current_path(scope))
+        key = (visitor.page_key, scope.get("raw_path"), scope.get("path"), scope.get("query_string"))
         markup = self._markups.get(key)
         if markup is None:
-            markup = self._markup(visitor, None, next_path)
+            markup = self._markup(visitor, None, current_path(scope))
             if len(self._markups) >= MAX_CACHED_MARKUPS:
                 self._markups.pop(next(iter(self._markups), key), None)
             self._markups[key] = markup
@@ -323,7 +323,7 @@ class PageResponder:
         held, self._held = self._held, None
         # The middleware gave the app's scope a state dict; most pages have no nonce in it.
         nonce = pages.nonce(scope) if pages.nonce_key in scope["state"] else None
-        gate, head_html, body_html, placeholder = pages.markup(visitor, nonce, current_path(scope))
+        gate, head_html, body_html, placeholder = pages.markup(visitor, scope, nonce)
         body = message.get("body", b"")
         if held is not None and not message.get("more_body", False):
             body = pages.page_cache.rewrite(
@@ -334,7 +334,7 @@ class PageResponder:
                 body_html=body_html,
                 placeholder=placeholder,
             )
-            held["headers"].append((b"content-length", str(len(body)).encode("latin-1")))
+            held["headers"].append((b"content-length", b"%d" % len(body)))
         else:
             rewriter = self._rewriter = HtmlRewriter(
                 head_html=head_html, body_html=body_html, gate=gate, placeholder=placeholder

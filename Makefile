@@ -47,6 +47,8 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_http
 	$(BIN)/python -m benchmarks.bench_inprocess
+	if command -v valgrind >/dev/null; then $(BIN)/python -m benchmarks.bench_instructions; \
+	else echo "valgrind is not installed: no instruction counts"; fi
 
 jstest: $(NODE_STAMP)
 	node --test tests/js/

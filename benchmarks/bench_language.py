@@ -36,7 +36,7 @@ def best_per_call(function: Callable[[], object]) -> float:
 
 
 def read_with_language(reader: VisitReader, request_scope: dict[str, object]) -> str:
-    return reader.read(request_scope).state.language
+    return reader.read(request_scope)[0].state.language
 
 
 def scope(client: str, headers: dict[str, str]) -> dict[str, object]:

@@ -93,7 +93,7 @@ class ConsentMiddleware:
             return
         if not isinstance(scope["headers"], (list, tuple)):  # any iterable, says ASGI: read it once
             scope = {**scope, "headers": list(scope["headers"])}
-        visitor = self._reader.read(scope)
+        visitor, fields = self._reader.read(scope)
         path: str = scope["path"]
         if path.startswith(self._prefix) and (path == self._prefix or path.startswith(self._prefix_dir)):
             await self._endpoints(scope, receive, send, self._reader.visit(scope, visitor))
@@ -120,7 +120,7 @@ class ConsentMiddleware:
                 scope["client"] = (visitor.client_ip, client[1])
         else:
             scope["client"] = (visitor.truncated_ip, 0) if client else None
-            scope["headers"] = self._reduce_headers(scope["headers"], bool(visitor.user_agent))
+            scope["headers"] = self._reduce_headers(scope["headers"], fields)
         state = scope["state"] = dict(scope.get("state") or ())
         state["consent"] = visitor.state
         if self._uses_csp and not nonce_of(scope, self._nonce_key):

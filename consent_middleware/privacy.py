@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -27,6 +27,7 @@ __all__ = [
 #: Parsing time grows with the string; a real browser's user agent is far shorter than this.
 MAX_USER_AGENT_CHARS: Final = 512
 GENERIC_USER_AGENT: Final = b"Mozilla/5.0 (withheld until consent)"
+GENERIC_USER_AGENT_HEADER: Final = (b"user-agent", GENERIC_USER_AGENT)
 #: Headers the app does not see before consent (besides the reduced User-Agent).
 WITHHELD_HEADERS: Final = ("x-forwarded-for", "forwarded", "x-real-ip")
 CLIENT_HINT_PREFIX: Final = b"sec-ch-ua"
@@ -116,28 +117,29 @@ def reduce_headers(
 
 
 class HeaderReducer:
-    """:func:`reduce_headers` for one set of withheld names, on every request before consent: it
-    remembers the names it has let through, so that a request made only of such names and one
-    ``User-Agent`` is reduced by one pass at C speed (the generic user agent then comes last)."""
+    """:func:`reduce_headers` for one set of withheld names, on every request before consent, at C
+    speed for most requests: it remembers the names it has let through, and a request whose names
+    are all such names or ``User-Agent``, each once, only has its user agent replaced."""
 
     def __init__(self, withheld: Iterable[bytes]) -> None:
         self._withheld = frozenset(withheld)
-        self._passing: set[bytes] = set()
+        # Names seen to pass unchanged, and the user agent (replaced in place).
+        self._known: set[bytes] = {b"user-agent"}
 
     def __call__(
-        self, headers: Sequence[tuple[bytes, bytes]], has_user_agent: bool
+        self, headers: Sequence[tuple[bytes, bytes]], fields: Mapping[bytes, bytes]
     ) -> list[tuple[bytes, bytes]]:
-        passing = self._passing
-        kept = [pair for pair in headers if pair[0] in passing]
-        left_out = len(headers) - len(kept)
-        if left_out == 0:
-            return kept
-        if left_out == 1 and has_user_agent:  # the one left out is the user agent (never passing)
-            kept.append((b"user-agent", GENERIC_USER_AGENT))
-            return kept
+        """``headers`` reduced; ``fields`` maps each of their names to its first value."""
+        if len(fields) == len(headers) and fields.keys() <= self._known:  # set operations, no loop
+            reduced = list(headers)
+            user_agent = fields.get(b"user-agent")
+            if user_agent is not None:
+                reduced[reduced.index((b"user-agent", user_agent))] = GENERIC_USER_AGENT_HEADER
+            return reduced
         reduced = reduce_headers(headers, self._withheld)
-        if len(passing) < MAX_PASSING_NAMES:
+        known = self._known
+        if len(known) < MAX_PASSING_NAMES:
             for name, _ in reduced:
-                if name != b"user-agent" and len(name) <= MAX_PASSING_NAME:
-                    passing.add(name)
+                if len(name) <= MAX_PASSING_NAME:
+                    known.add(name)
         return reduced

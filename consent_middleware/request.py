@@ -226,16 +226,16 @@ class VisitReader:
                 self._parsed_cookies[header] = cookies
         return cookies
 
-    def read(self, scope: Scope) -> Visitor:
-        """The request's visitor: shared with earlier requests that sent the same identifying headers,
-        or its own (behind trusted proxies, or with a ``?lang=`` choice)."""
+    def read(self, scope: Scope) -> tuple[Visitor, dict[bytes, bytes]]:
+        """The request's visitor (shared with earlier requests that sent the same identifying headers,
+        or its own: behind trusted proxies, or with a ``?lang=`` choice), and its header fields."""
         # First of each name wins, as with Headers.get (names are lower case in ASGI); the headers are
         # a list or a tuple (the middleware makes them one).
         fields = dict(reversed(scope["headers"]))
         query: bytes = scope.get("query_string", b"")
         # find, not "in": bytes.__contains__ first tries its argument as an int and formats an error.
         if self.trusted_proxies or (query and query.find(b"lang=") != -1):
-            return self._read_apart(scope, fields)
+            return self._read_apart(scope, fields), fields
         client = scope.get("client")
         key = (
             fields.get(b"cookie"),
@@ -251,7 +251,7 @@ class VisitReader:
                 if len(self._known) >= MAX_KNOWN_VISITORS:
                     self._known.pop(next(iter(self._known), key), None)
                 self._known[key] = known
-        return known
+        return known, fields
 
     def visit(self, scope: Scope, visitor: Visitor) -> Visit:
         """The full view of a request to the middleware's own routes."""

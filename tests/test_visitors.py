@@ -106,11 +106,6 @@ HEADERS = st.lists(st.tuples(HEADER_NAMES, st.binary(max_size=8)), max_size=12)
 def test_the_header_reducer_reduces_as_reduce_headers_does(requests: list[list[tuple[bytes, bytes]]]) -> None:
     reducer = HeaderReducer(WITHHELD)
     for headers in requests * 2:  # the second time round, the names are known
-        expected = reduce_headers(headers, WITHHELD)
-        reduced = reducer(headers, any(name == b"user-agent" for name, _ in headers))
-        assert sorted(reduced) == sorted(expected)
-        # Besides the generic user agent, the order is the request's.
-        assert [pair for pair in reduced if pair[0] != b"user-agent"] == [
-            pair for pair in expected if pair[0] != b"user-agent"
-        ]
+        reduced = reducer(headers, dict(reversed(headers)))
+        assert reduced == reduce_headers(headers, WITHHELD)
         assert all(value == GENERIC_USER_AGENT for name, value in reduced if name == b"user-agent")

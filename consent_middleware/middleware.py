@@ -111,8 +111,6 @@ class ConsentMiddleware:
             scope["extensions"] = {
                 key: value for key, value in extensions.items() if key not in FILE_EXTENSIONS
             }
-        if visitor.cookie_header and self._rules.may_refuse(visitor.granted):
-            scope["headers"] = self._rules.without_refused(scope["headers"], visitor.granted)
         client = scope.get("client")
         if visitor.device_granted:
             # Behind trusted proxies the app gets the visitor's address, not the proxy's.
@@ -120,7 +118,10 @@ class ConsentMiddleware:
                 scope["client"] = (visitor.client_ip, client[1])
         else:
             scope["client"] = (visitor.truncated_ip, 0) if client else None
+            # Before the cookie filter: ``fields`` must be these very headers' (HeaderReducer).
             scope["headers"] = self._reduce_headers(scope["headers"], fields)
+        if visitor.cookie_header and self._rules.may_refuse(visitor.granted):
+            scope["headers"] = self._rules.without_refused(scope["headers"], visitor.granted)
         state = scope["state"] = dict(scope.get("state") or ())
         state["consent"] = visitor.state
         if self._uses_csp and not nonce_of(scope, self._nonce_key):

@@ -129,7 +129,8 @@ class HeaderReducer:
     def __call__(
         self, headers: Sequence[tuple[bytes, bytes]], fields: Mapping[bytes, bytes]
     ) -> list[tuple[bytes, bytes]]:
-        """``headers`` reduced; ``fields`` maps each of their names to its first value."""
+        """``headers`` reduced; ``fields`` is their dict (each name to its first value), built from
+        this very list: equal lengths then mean that no name repeats."""
         if len(fields) == len(headers) and fields.keys() <= self._known:  # set operations, no loop
             reduced = list(headers)
             user_agent = fields.get(b"user-agent")

@@ -14,13 +14,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 
 from consent_middleware import ConsentMiddleware
 from consent_middleware import request as request_module
 from consent_middleware import state as state_module
 from consent_middleware.privacy import GENERIC_USER_AGENT, HeaderReducer, reduce_headers
 from consent_middleware.state import Decision, DecisionCodec, new_consent_id
-from tests.conftest import SECRET
+from tests.conftest import SECRET, drive, http_scope
 
 WITHHELD = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
 
@@ -109,3 +110,23 @@ def test_the_header_reducer_reduces_as_reduce_headers_does(requests: list[list[t
         reduced = reducer(headers, dict(reversed(headers)))
         assert reduced == reduce_headers(headers, WITHHELD)
         assert all(value == GENERIC_USER_AGENT for name, value in reduced if name == b"user-agent")
+
+
+@pytest.mark.anyio
+async def test_every_user_agent_is_withheld_when_a_refused_cookie_is_dropped_too() -> None:
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(list(scope["headers"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = ConsentMiddleware(app, secret_key=SECRET, consent_log=None, geoip_database=None)
+    # A cookie the app may see: the names are known to pass from then on.
+    await drive(middleware, http_scope(headers=[(b"user-agent", b"Browser/1"), (b"cookie", b"session=1")]))
+    headers = [(b"user-agent", b"Browser/1"), (b"cookie", b"_ga=GA1.1.1.1"), (b"user-agent", b"Browser/2")]
+    for _ in range(2):
+        await drive(middleware, http_scope(headers=headers))
+    for request in seen[1:]:
+        assert [value for name, value in request if name == b"user-agent"] == [GENERIC_USER_AGENT] * 2
+        assert not [value for name, value in request if name == b"cookie"]

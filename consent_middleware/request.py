@@ -43,8 +43,10 @@ class Visitor:
     client address, the consent state (language, GPC, device data: worked out on first read).
 
     Requests that send the same ``Cookie``, ``User-Agent``, ``Accept-Language`` and ``Sec-GPC`` from
-    the same address share one (a visitor sends the same ones request after request), while the
-    decision in the cookie is live (``valid_from``..``valid_until``): the state is read-only.
+    the same address (behind trusted proxies: with the same scheme, ``Forwarded``,
+    ``X-Forwarded-For`` and ``X-Forwarded-Proto``) share one (a visitor sends the same ones request
+    after request), while the decision in the cookie is live (``valid_from``..``valid_until``): the
+    state is read-only.
     """
 
     __slots__ = (
@@ -211,7 +213,7 @@ class VisitReader:
         # Cookie header -> its cookies: a visitor sends the same header request after request.
         self._parsed_cookies: dict[str, Mapping[str, str]] = {}
         # Identifying headers -> what they say (see Visitor).
-        self._known: dict[tuple[bytes | str | None, ...], Visitor] = {}
+        self._known: dict[tuple[object, ...], Visitor] = {}
 
     def cookies_of(self, header: str | None) -> Mapping[str, str]:
         """The cookies of a ``Cookie`` header (read-only: the mapping is shared between requests)."""
@@ -234,20 +236,27 @@ class VisitReader:
         fields = dict(reversed(scope["headers"]))
         query: bytes = scope.get("query_string", b"")
         # find, not "in": bytes.__contains__ first tries its argument as an int and formats an error.
-        if self.trusted_proxies or (query and query.find(b"lang=") != -1):
+        if query and query.find(b"lang=") != -1:
             return self._read_apart(scope, fields), fields
         client = scope.get("client")
-        key = (
+        key: tuple[object, ...] = (
             fields.get(b"cookie"),
             fields.get(b"user-agent"),
             fields.get(b"accept-language"),
             fields.get(b"sec-gpc"),
             client[0] if client else None,
         )
+        if self.trusted_proxies:  # the address and the scheme come from what resolve_peer reads
+            key += (
+                scope.get("scheme"),
+                fields.get(b"forwarded"),
+                fields.get(b"x-forwarded-for"),
+                fields.get(b"x-forwarded-proto"),
+            )
         known = self._known.get(key)
         if known is None or (known.verified and not known.valid_from <= time.time() < known.valid_until):
-            known = self.visitor(fields, normal_ip(client[0]) if client else None, None)
-            if known.shareable and sum(len(part or b"") for part in key[:3]) <= MAX_KNOWN_VISITOR_BYTES:
+            known = self._read_apart(scope, fields)
+            if known.shareable and _bytes_in(key) <= MAX_KNOWN_VISITOR_BYTES:
                 if len(self._known) >= MAX_KNOWN_VISITORS:
                     self._known.pop(next(iter(self._known), key), None)
                 self._known[key] = known
@@ -258,8 +267,8 @@ class VisitReader:
         return Visit(self, scope, visitor)
 
     def _read_apart(self, scope: Scope, fields: dict[bytes, bytes]) -> Visitor:
-        """A visitor for this request alone: behind trusted proxies (the address comes from
-        forwarding headers) or with a ``?lang=`` choice."""
+        """The request's visitor worked out from its headers (kept by ``read`` unless the request
+        chose a language with ``?lang=``: then it is this request's alone)."""
         secure = None
         if self.trusted_proxies:
             peer = resolve_peer(scope, Headers(scope=scope), self.trusted_proxies)
@@ -357,6 +366,11 @@ class VisitReader:
     def country(self, ip: str | None) -> str | None:
         """The country of the client address (``ConsentState.country``, once granted)."""
         return self.geo.country(ip)
+
+
+def _bytes_in(key: tuple[object, ...]) -> int:
+    """The header bytes a visitor's key holds."""
+    return sum(len(part) for part in key if isinstance(part, bytes))
 
 
 _NO_COOKIES: Final[Mapping[str, str]] = MappingProxyType({})

@@ -130,3 +130,19 @@ async def test_every_user_agent_is_withheld_when_a_refused_cookie_is_dropped_too
     for request in seen[1:]:
         assert [value for name, value in request if name == b"user-agent"] == [GENERIC_USER_AGENT] * 2
         assert not [value for name, value in request if name == b"cookie"]
+
+
+def test_behind_trusted_proxies_each_forwarded_address_is_its_own_visitor() -> None:
+    async def address(request: Request) -> Response:
+        consent = request.state.consent
+        return JSONResponse({"ip": consent.security_client_ip, "app": request.scope["client"][0]})
+
+    app = Starlette(routes=[Route("/", address)])
+    middleware = ConsentMiddleware(app, secret_key=SECRET, geoip_database=None, trusted_proxies=["127.0.0.1"])
+    client = TestClient(middleware, client=("127.0.0.1", 40000))
+    seen = [
+        client.get("/", headers={"X-Forwarded-For": forwarded}).json()
+        for forwarded in ("81.246.10.7", "198.51.100.9", "81.246.10.7", "2001:db8::1")
+    ]
+    assert [answer["ip"] for answer in seen] == ["81.246.10.7", "198.51.100.9", "81.246.10.7", "2001:db8::1"]
+    assert [answer["app"] for answer in seen] == ["81.246.10.0", "198.51.100.0", "81.246.10.0", "2001:db8::"]

@@ -1,4 +1,5 @@
-"""One request as the middleware sees it: peer, cookies, verified decision, language, state."""
+"""A request as the middleware sees it: its visitor (verified decision, address, consent state, shared
+by the requests with the same identifying headers) and, for the middleware's own routes, the rest."""
 
 from __future__ import annotations
 

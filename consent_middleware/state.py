@@ -236,8 +236,8 @@ class ConsentState:
         gpc: bool,
         security_client_ip: str | None,
     ) -> None:
-        # Few attributes set here, the rest derived on read: every request builds one of these (the
-        # middleware passes the arguments by position, which is cheaper).
+        # Few attributes set here, the rest derived on read: one per visitor (request.Visitor), shared
+        # by its requests, and one per decision the endpoints confirm.
         self._decision = decision
         self._all_categories = all_categories
         self._version = version

@@ -207,7 +207,6 @@ class VisitReader:
         self.device_category = config.device_category
         self._languages = config.languages
         self._policy_version = config.policy_version
-        self._max_age = codec.max_age
         self._respect_gpc = config.respect_gpc
         self.trusted_proxies = config.trusted_proxies
         self.geo = geo_locator(config.geoip_database)
@@ -231,14 +230,15 @@ class VisitReader:
 
     def read(self, scope: Scope) -> tuple[Visitor, dict[bytes, bytes]]:
         """The request's visitor (shared with earlier requests that sent the same identifying headers,
-        or its own: behind trusted proxies, or with a ``?lang=`` choice), and its header fields."""
+        or its own when it chooses a language with ``?lang=``), and its header fields."""
         # First of each name wins, as with Headers.get (names are lower case in ASGI); the headers are
         # a list or a tuple (the middleware makes them one).
         fields = dict(reversed(scope["headers"]))
         query: bytes = scope.get("query_string", b"")
         # find, not "in": bytes.__contains__ first tries its argument as an int and formats an error.
         if query and query.find(b"lang=") != -1:
-            return self._read_apart(scope, fields), fields
+            query_language = valid_language(query_value(scope, "lang"), self._languages)
+            return self._work_out(scope, fields, query_language), fields
         client = scope.get("client")
         key: tuple[object, ...] = (
             fields.get(b"cookie"),
@@ -256,7 +256,7 @@ class VisitReader:
             )
         known = self._known.get(key)
         if known is None or (known.verified and not known.valid_from <= time.time() < known.valid_until):
-            known = self._read_apart(scope, fields)
+            known = self._work_out(scope, fields, None)
             if known.shareable and _bytes_in(key) <= MAX_KNOWN_VISITOR_BYTES:
                 if len(self._known) >= MAX_KNOWN_VISITORS:
                     self._known.pop(next(iter(self._known), key), None)
@@ -267,9 +267,9 @@ class VisitReader:
         """The full view of a request to the middleware's own routes."""
         return Visit(self, scope, visitor)
 
-    def _read_apart(self, scope: Scope, fields: dict[bytes, bytes]) -> Visitor:
-        """The request's visitor worked out from its headers (kept by ``read`` unless the request
-        chose a language with ``?lang=``: then it is this request's alone)."""
+    def _work_out(self, scope: Scope, fields: dict[bytes, bytes], query_language: str | None) -> Visitor:
+        """The request's visitor worked out from its headers and its valid ``?lang=`` choice, if any
+        (then the visitor is this request's alone)."""
         secure = None
         if self.trusted_proxies:
             peer = resolve_peer(scope, Headers(scope=scope), self.trusted_proxies)
@@ -277,9 +277,6 @@ class VisitReader:
         else:
             client = scope.get("client")
             client_ip = normal_ip(client[0]) if client else None
-        query_language = None
-        if b"lang=" in scope.get("query_string", b""):
-            query_language = valid_language(query_value(scope, "lang"), self._languages)
         visitor = self.visitor(fields, client_ip, query_language)
         visitor.secure = secure
         if query_language:
@@ -310,7 +307,7 @@ class VisitReader:
         state = ConsentState(
             decision,
             self._categories,
-            decision.decided_at + self._max_age if decision else None,
+            self._codec.expires_at(decision) if decision else None,
             self._policy_version,
             # language: resolved on first read, from values only (no reference to a request's objects)
             functools.partial(

@@ -157,8 +157,8 @@ class PageDecorator:
         return markup.encode("utf-8")
 
     def pending_cookies(self, visitor: Visitor, scope: Scope) -> list[str]:
-        if not visitor.has_pending_cookies:
-            return []
+        """The cookies any response to this request sets (its caller looks at ``has_pending_cookies``
+        first: most requests have none)."""
         return self._cookies.pending(visitor.verified, visitor.new_language, secure=visitor.https(scope))
 
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from consent_middleware.config import ConsentConfig
+from consent_middleware.cookies import CookieRules
 from consent_middleware.language import resolve_language
 from consent_middleware.request import VisitReader
 from consent_middleware.state import Decision, DecisionCodec, new_consent_id
@@ -68,7 +69,8 @@ def main() -> None:
         secret_key=("benchmark-secret-key-0123456789-abcdef",), languages=("en", "nl", "fr", "de")
     )
     codec = DecisionCodec.for_config(config)
-    reader = VisitReader(config=config, codec=codec)
+    rules = CookieRules(registry=config.registry, block_unknown=config.block_unknown_cookies)
+    reader = VisitReader(config=config, codec=codec, rules=rules)
     cookie = codec.encode(
         Decision(new_consent_id(), "1", frozenset({"analytics"}), int(time.time()), "custom")
     )

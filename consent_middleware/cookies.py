@@ -120,6 +120,25 @@ class CookieRules:
             return None
         return b";".join(kept).strip()
 
+    def app_cookie(self, header: bytes | None, granted: frozenset[str]) -> bytes | None:
+        """A ``Cookie`` header as the app sees it under ``granted`` (``b""``: not at all), or ``None``
+        when it passes unchanged."""
+        if not header or not self.may_refuse(granted):
+            return None
+        return self.filter_cookie_header(header, granted)
+
+    @staticmethod
+    def with_cookie(headers: Sequence[Header], cookie: bytes, app_cookie: bytes) -> list[Header]:
+        """``headers``, whose one ``Cookie`` header is ``cookie``, with ``app_cookie`` instead (none if
+        empty): a copy and an index at C speed, where :meth:`without_refused` loops in Python."""
+        replaced = list(headers)
+        index = replaced.index((b"cookie", cookie))
+        if app_cookie:
+            replaced[index] = (b"cookie", app_cookie)
+        else:
+            del replaced[index]
+        return replaced
+
     def without_refused(self, headers: Sequence[Header], granted: frozenset[str]) -> list[Header]:
         """Request headers whose ``Cookie`` lost the refused cookies: the app never sees them."""
         filtered = []

@@ -60,10 +60,10 @@ class ConsentMiddleware:
             texts=config_.texts,
             settings_button=config_.settings_button,
         )
-        self._reader = VisitReader(config=config_, codec=codec)
-        self._cookies = cookies
         rules = CookieRules(registry=config_.registry, block_unknown=config_.block_unknown_cookies)
         self._rules = rules
+        self._reader = VisitReader(config=config_, codec=codec, rules=rules)
+        self._cookies = cookies
         self._endpoints = Endpoints(
             config=config_,
             cookies=cookies,
@@ -112,6 +112,7 @@ class ConsentMiddleware:
                 key: value for key, value in extensions.items() if key not in FILE_EXTENSIONS
             }
         client = scope.get("client")
+        headers = scope["headers"]
         if visitor.device_granted:
             # Behind trusted proxies the app gets the visitor's address, not the proxy's.
             if client and visitor.client_ip:
@@ -119,9 +120,14 @@ class ConsentMiddleware:
         else:
             scope["client"] = (visitor.truncated_ip, 0) if client else None
             # Before the cookie filter: ``fields`` must be these very headers' (HeaderReducer).
-            scope["headers"] = self._reduce_headers(scope["headers"], fields)
-        if visitor.cookie_header and self._rules.may_refuse(visitor.granted):
-            scope["headers"] = self._rules.without_refused(scope["headers"], visitor.granted)
+            scope["headers"] = self._reduce_headers(headers, fields)
+        if visitor.refuses_cookies:
+            if len(fields) != len(headers):  # a name repeats: maybe several Cookie headers (HTTP/2)
+                scope["headers"] = self._rules.without_refused(scope["headers"], visitor.granted)
+            elif visitor.app_cookie is not None:  # the visitor's one Cookie header, filtered once
+                scope["headers"] = self._rules.with_cookie(
+                    scope["headers"], fields[b"cookie"], visitor.app_cookie
+                )
         state = scope["state"] = dict(scope.get("state") or ())
         state["consent"] = visitor.state
         if self._uses_csp and not nonce_of(scope, self._nonce_key):

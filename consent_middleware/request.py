@@ -18,6 +18,7 @@ from starlette.requests import cookie_parser
 from starlette.types import Scope
 
 from .config import BundledDatabase, ConsentConfig
+from .cookies import CookieRules
 from .geo import GeoLocator, bundled_database
 from .language import resolve_language, valid_language
 from .privacy import Device, device_of, is_bot, truncate_ip
@@ -52,12 +53,14 @@ class Visitor:
 
     __slots__ = (
         "_page_key",
+        "app_cookie",
         "client_ip",
         "cookie_header",
         "device_granted",
         "granted",
         "has_pending_cookies",
         "new_language",
+        "refuses_cookies",
         "secure",
         "shareable",
         "state",
@@ -81,6 +84,8 @@ class Visitor:
         valid_until: float,
         shareable: bool,
         user_agent: bytes,
+        refuses_cookies: bool,
+        app_cookie: bytes | None,
     ) -> None:
         self.cookie_header = cookie_header
         self.verified = verified
@@ -95,6 +100,11 @@ class Visitor:
         #: May other requests with the same identifying headers use it (not with ``?lang=``)?
         self.shareable = shareable
         self.user_agent = user_agent
+        #: Whether a cookie the app receives may be refused (a ``Cookie`` header, a category with
+        #: cookies not granted), and the ``Cookie`` header as the app sees it (``b""``: not at all;
+        #: ``None``: unchanged).
+        self.refuses_cookies = refuses_cookies
+        self.app_cookie = app_cookie
         #: A valid ``?lang=`` that differs from the language cookie: the response remembers it (a
         #: visitor of one request only).
         self.new_language: str | None = None
@@ -200,9 +210,10 @@ def geo_locator(option: str | Path | BundledDatabase | None) -> GeoLocator:
 
 
 class VisitReader:
-    def __init__(self, *, config: ConsentConfig, codec: DecisionCodec) -> None:
+    def __init__(self, *, config: ConsentConfig, codec: DecisionCodec, rules: CookieRules) -> None:
         self._config = config
         self._codec = codec
+        self._rules = rules
         self._categories = tuple(category.name for category in config.categories)
         self.device_category = config.device_category
         self._languages = config.languages
@@ -324,6 +335,8 @@ class VisitReader:
         device_granted = self.device_category in granted
         if device_granted:
             state.reveal_device(self, fields.get(b"user-agent", b""), client_ip)
+        # Any Cookie header, even an empty first one: a later one may hold refused cookies.
+        refuses_cookies = cookie_bytes is not None and self._rules.may_refuse(granted)
         return Visitor(
             cookie_header,
             verified,
@@ -335,6 +348,8 @@ class VisitReader:
             valid_until,
             shareable,
             fields.get(b"user-agent", b""),
+            refuses_cookies,
+            self._rules.app_cookie(cookie_bytes, granted) if refuses_cookies else None,
         )
 
     def language_for(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ from starlette.types import Receive, Scope, Send
 from consent_middleware import ConsentMiddleware
 from consent_middleware import request as request_module
 from consent_middleware import state as state_module
+from consent_middleware.cookies import CookieRules
 from consent_middleware.privacy import GENERIC_USER_AGENT, HeaderReducer, reduce_headers
 from consent_middleware.state import Decision, DecisionCodec, new_consent_id
 from tests.conftest import SECRET, drive, http_scope
@@ -130,6 +132,42 @@ async def test_every_user_agent_is_withheld_when_a_refused_cookie_is_dropped_too
     for request in seen[1:]:
         assert [value for name, value in request if name == b"user-agent"] == [GENERIC_USER_AGENT] * 2
         assert not [value for name, value in request if name == b"cookie"]
+
+
+COOKIE_PAIRS = st.sampled_from([b"_ga=GA1.1.1", b"_gid=2", b"cart=3", b" session=4", b"vid", b"", b"_ga_X=5"])
+COOKIE_HEADERS = st.lists(COOKIE_PAIRS, max_size=4).map(b";".join)
+REQUEST_HEADERS = st.lists(
+    st.tuples(st.just(b"cookie"), COOKIE_HEADERS) | st.tuples(HEADER_NAMES, st.binary(max_size=8)), max_size=8
+)
+
+
+@given(requests=st.lists(REQUEST_HEADERS, min_size=1, max_size=4))
+def test_the_app_sees_the_headers_reduced_and_every_cookie_header_filtered(
+    requests: list[list[tuple[bytes, bytes]]],
+) -> None:
+    # One or several Cookie headers (HTTP/2 sends one per cookie), each request twice: the second
+    # time the visitor is known and its filtered Cookie header reused.
+    seen: list[list[tuple[bytes, bytes]]] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(list(scope["headers"]))
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = ConsentMiddleware(app, secret_key=SECRET, consent_log=None, geoip_database=None)
+    withheld = frozenset(name.encode() for name in middleware.config.withheld_headers)
+    rules = CookieRules(registry=middleware.config.registry, block_unknown=False)
+
+    async def run() -> None:
+        for headers in requests * 2:
+            await drive(middleware, http_scope(headers=headers))
+
+    asyncio.run(run())
+    for headers, app_headers in zip(requests * 2, seen, strict=True):
+        reference = rules.without_refused(
+            reduce_headers(http_scope(headers=headers)["headers"], withheld), frozenset()
+        )
+        assert app_headers == reference
 
 
 def test_behind_trusted_proxies_each_forwarded_address_is_its_own_visitor() -> None:

@@ -118,7 +118,7 @@ class ConsentMiddleware:
             if client and visitor.client_ip:
                 scope["client"] = (visitor.client_ip, client[1])
         else:
-            scope["client"] = (visitor.truncated_ip, 0) if client else None
+            scope["client"] = visitor.truncated_client if client else None
             # Before the cookie filter: ``fields`` must be these very headers' (HeaderReducer).
             scope["headers"] = self._reduce_headers(headers, fields)
         if visitor.refuses_cookies:
@@ -139,9 +139,9 @@ class ConsentMiddleware:
         except Exception:
             # An HTML page's start is held until its first body chunk: send what the app did send,
             # so the server sees the same messages as without the middleware, then let it fail.
-            if responder.holding:
+            if responder.held is not None:
                 with contextlib.suppress(Exception):
                     await responder.release()
             raise
-        if responder.holding:
+        if responder.held is not None:
             await responder.release()

@@ -105,13 +105,18 @@ class PageDecorator:
         """Everything a page gets for this visitor: kept per visitor kind and path when no nonce."""
         if nonce is not None:  # one per request: nothing to keep
             return self._markup(visitor, nonce, current_path(scope))
-        key = (visitor.page_key, scope.get("raw_path"), scope.get("path"), scope.get("query_string"))
+        raw_path, path, query = scope.get("raw_path"), scope.get("path"), scope.get("query_string")
+        last = visitor.last_page
+        if last is not None and last[0] == raw_path and last[1] == path and last[2] == query:
+            return last[3]
+        key = (visitor.page_key, raw_path, path, query)
         markup = self._markups.get(key)
         if markup is None:
             markup = self._markup(visitor, None, current_path(scope))
             if len(self._markups) >= MAX_CACHED_MARKUPS:
                 self._markups.pop(next(iter(self._markups), key), None)
             self._markups[key] = markup
+        visitor.last_page = (raw_path, path, query, markup)
         return markup
 
     def _markup(self, visitor: Visitor, nonce: str | None, next_path: str) -> PageMarkup:
@@ -215,14 +220,15 @@ PRIVATE: Final = made_private(None)
 class PageResponder:
     """Per request: holds ``http.response.start`` until the first body chunk decides the headers."""
 
-    __slots__ = ("_held", "_pages", "_passing", "_rewriter", "_scope", "_send", "_visitor")
+    __slots__ = ("_pages", "_passing", "_rewriter", "_scope", "_send", "_visitor", "held")
 
     def __init__(self, pages: PageDecorator, scope: Scope, visitor: Visitor, send: Send) -> None:
         self._pages = pages
         self._scope = scope
         self._visitor = visitor
         self._send = send
-        self._held: Message | None = None
+        #: The response's start while it is held back (until the first body chunk).
+        self.held: Message | None = None
         # False: not a page to rewrite; True: a page whose first body chunk is still to come; then
         # the rewriter of the rest of a streamed page.
         self._rewriter: HtmlRewriter | bool = False
@@ -273,7 +279,7 @@ class PageResponder:
                 body += rewriter.close()
             await self._send({**message, "body": body})
         else:
-            if self._held is not None:  # e.g. trailers before any body: the page goes out as it is
+            if self.held is not None:  # e.g. trailers before any body: the page goes out as it is
                 await self.release()
             await self._send(message)
 
@@ -297,7 +303,7 @@ class PageResponder:
             self._passing = True
             return message
         self._rewriter = True
-        self._held = message
+        self.held = message
         return None
 
     def _page_headers(self, raw: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
@@ -327,7 +333,7 @@ class PageResponder:
         """The first body chunk: the whole page (rewritten at once, maybe from the page cache) or the
         start of a stream (a rewriter follows it). What to send: the held start (if any), the chunk."""
         pages, scope, visitor = self._pages, self._scope, self._visitor
-        held, self._held = self._held, None
+        held, self.held = self.held, None
         # The middleware gave the app's scope a state dict; most pages have no nonce in it.
         nonce = pages.nonce(scope) if pages.nonce_key in scope["state"] else None
         gate, head_html, body_html, placeholder = pages.markup(visitor, scope, nonce)
@@ -351,14 +357,9 @@ class PageResponder:
                 body += rewriter.close()
         return held, {**message, "body": body}
 
-    @property
-    def holding(self) -> bool:
-        """Whether the response's start is still held back (no body chunk has come yet)."""
-        return self._held is not None
-
     async def release(self) -> None:
         """A start still held goes out as it is: the app returned or raised, or sent another message,
         before any body chunk."""
-        held, self._held = self._held, None
+        held, self.held = self.held, None
         if held is not None:
             await self._send(held)

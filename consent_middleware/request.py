@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
@@ -25,6 +25,9 @@ from .privacy import Device, device_of, is_bot, truncate_ip
 from .proxy import Peer, normal_ip, resolve_peer
 from .registry import CONSENT_COOKIE, LANGUAGE_COOKIE
 from .state import ConsentState, DecisionCodec, VerifiedDecision
+
+if TYPE_CHECKING:
+    from .pages import PageMarkup
 
 __all__ = ["Visit", "VisitReader", "Visitor"]
 
@@ -59,12 +62,13 @@ class Visitor:
         "device_granted",
         "granted",
         "has_pending_cookies",
+        "last_page",
         "new_language",
         "refuses_cookies",
         "secure",
         "shareable",
         "state",
-        "truncated_ip",
+        "truncated_client",
         "user_agent",
         "valid_from",
         "valid_until",
@@ -90,8 +94,8 @@ class Visitor:
         self.cookie_header = cookie_header
         self.verified = verified
         self.client_ip = client_ip
-        #: What the app sees of the address before the device category is granted.
-        self.truncated_ip = truncate_ip(client_ip)
+        #: What the app sees of the client before the device category is granted (no port).
+        self.truncated_client = (truncate_ip(client_ip), 0)
         self.granted = granted
         self.device_granted = device_granted
         self.state = state
@@ -110,6 +114,9 @@ class Visitor:
         self.new_language: str | None = None
         #: Whether any response sets a cookie (a re-signed decision, a language choice).
         self.has_pending_cookies = verified is not None and verified.needs_rotation
+        #: The last page's raw path, path and query, and its markup (kept by PageDecorator.markup:
+        #: a visitor asks for the same page again and again).
+        self.last_page: tuple[object, object, object, PageMarkup] | None = None
         #: Whether the connection is HTTPS, when known from trusted proxies (None: the scope's scheme).
         self.secure: bool | None = None
 

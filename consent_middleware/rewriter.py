@@ -1059,9 +1059,10 @@ class PageCache:
 
     Many sites send the same bytes to every visitor (a static or cached page); the rewriter reads
     such a page once per set of granted categories, and later requests only splice their own
-    markup into the kept template. A page is found by a fingerprint (its length and three samples
-    of its bytes: hashing a whole page would cost more than the rest of the request) and then
-    compared whole (a memcmp), so only the very same bytes hit. A page is kept from the second
+    markup into the kept template. A page is found by a fingerprint (its length and the 64 bytes in
+    its middle, where a site's pages differ most (their starts and ends are the site's template):
+    hashing a whole page would cost more than the rest of the request) and then compared whole (a
+    memcmp), so only the very same bytes hit. A page is kept from the second
     sighting of its fingerprint on (a page that differs per request hardly pushes others out), and
     the cache holds at most ``max_bytes`` of pages and templates, least recently used out first.
     Pages over ``max_page`` or holding a NUL byte are rewritten every time.
@@ -1070,8 +1071,9 @@ class PageCache:
     def __init__(self, *, max_bytes: int = 8 * 1024 * 1024, max_page: int = 512 * 1024) -> None:
         self._max_bytes = max_bytes
         self._max_page = max_page
-        # (fingerprint, key) -> (the page, its template)
-        self._templates: OrderedDict[tuple[_Fingerprint, Hashable], tuple[bytes, tuple[bytes, ...]]] = (
+        # (fingerprint, key) -> (the page, its template, whether the template is the usual one: a head
+        # slot and a body slot)
+        self._templates: OrderedDict[tuple[_Fingerprint, Hashable], tuple[bytes, tuple[bytes, ...], bool]] = (
             OrderedDict()
         )
         self._size = 0
@@ -1089,11 +1091,15 @@ class PageCache:
         placeholder: Callable[[str], bytes] | None,
     ) -> bytes:
         """``page`` (a whole response body) as HtmlRewriter would give it; ``key`` names ``gate``."""
-        cache_key = (_fingerprint(page), key)
+        middle = len(page) // 2  # the fingerprint, inline (it runs on every page)
+        cache_key = ((len(page), page[middle : middle + _SAMPLE]), key)
         entry = self._templates.get(cache_key)
         if entry is not None and entry[0] == page:
             self._templates.move_to_end(cache_key)
-            return _fill(entry[1], head_html, body_html, placeholder)
+            parts = entry[1]
+            if entry[2]:
+                return b"".join((parts[0], head_html, parts[2], body_html, parts[4]))
+            return _fill(parts, head_html, body_html, placeholder)
         if len(page) > self._max_page or b"\x00" in page:
             rewriter = HtmlRewriter(
                 head_html=head_html, body_html=body_html, gate=gate, placeholder=placeholder
@@ -1118,19 +1124,19 @@ class PageCache:
             return
         replaced = self._templates.pop(cache_key, None)
         if replaced is not None:  # the same fingerprint, other bytes: the newer page stays
-            self._size -= _entry_size(*replaced)
-        self._templates[cache_key] = (page, parts)
+            self._size -= _entry_size(*replaced[:2])
+        self._templates[cache_key] = (page, parts, _usual(parts))
         self._size += size
         while self._size > self._max_bytes and self._templates:
             _, oldest = self._templates.popitem(last=False)
-            self._size -= _entry_size(*oldest)
+            self._size -= _entry_size(*oldest[:2])
 
 
 #: Pages remembered by fingerprint for admission to a PageCache.
 _SEEN_PAGES: Final = 4096
-#: Bytes sampled at the start, middle and end of a page for its fingerprint.
+#: Bytes sampled in the middle of a page for its fingerprint.
 _SAMPLE: Final = 64
-_Fingerprint: TypeAlias = tuple[int, bytes, bytes, bytes]
+_Fingerprint: TypeAlias = tuple[int, bytes]
 
 
 def _entry_size(page: bytes, parts: tuple[bytes, ...]) -> int:
@@ -1138,15 +1144,15 @@ def _entry_size(page: bytes, parts: tuple[bytes, ...]) -> int:
     return len(page) + sum(map(len, parts))
 
 
-def _fingerprint(page: bytes) -> _Fingerprint:
-    middle = len(page) // 2
-    return (len(page), page[:_SAMPLE], page[middle : middle + _SAMPLE], page[-_SAMPLE:])
+def _usual(parts: tuple[bytes, ...]) -> bool:
+    """Whether a template is that of most pages: one head slot, one body slot."""
+    return len(parts) == 5 and parts[1] == b"H" and parts[3] == b"B"
 
 
 def _fill(
     parts: tuple[bytes, ...], head_html: bytes, body_html: bytes, placeholder: Callable[[str], bytes] | None
 ) -> bytes:
-    if len(parts) == 5 and parts[1] == b"H" and parts[3] == b"B":  # most pages: one head, one body
+    if _usual(parts):
         return b"".join((parts[0], head_html, parts[2], body_html, parts[4]))
     if len(parts) == 1:
         return parts[0]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import unquote
 
 import pytest
 from hypothesis import given
@@ -23,7 +25,7 @@ from consent_middleware import state as state_module
 from consent_middleware.cookies import CookieRules
 from consent_middleware.privacy import GENERIC_USER_AGENT, HeaderReducer, reduce_headers
 from consent_middleware.state import Decision, DecisionCodec, new_consent_id
-from tests.conftest import SECRET, drive, http_scope
+from tests.conftest import SECRET, drive, html_app, http_scope
 
 WITHHELD = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
 
@@ -184,3 +186,12 @@ def test_behind_trusted_proxies_each_forwarded_address_is_its_own_visitor() -> N
     ]
     assert [answer["ip"] for answer in seen] == ["81.246.10.7", "198.51.100.9", "81.246.10.7", "2001:db8::1"]
     assert [answer["app"] for answer in seen] == ["81.246.10.0", "198.51.100.0", "81.246.10.0", "2001:db8::"]
+
+
+def test_each_page_of_one_visitor_gets_its_own_return_path() -> None:
+    # The visitor keeps its last page's markup: a page with another path or query is not that page.
+    client = TestClient(ConsentMiddleware(html_app(), secret_key=SECRET, geoip_database=None))
+    for path in ("/a", "/b", "/b?x=1", "/a", "/a", "/b?x=2"):
+        links = re.findall(r"next=([^\"&\s]*)", client.get(path).text)
+        assert links
+        assert {unquote(link) for link in links} == {path}

@@ -127,12 +127,17 @@ class CookieRules:
             return None
         return self.filter_cookie_header(header, granted)
 
-    @staticmethod
-    def with_cookie(headers: Sequence[Header], cookie: bytes, app_cookie: bytes) -> list[Header]:
-        """``headers``, whose one ``Cookie`` header is ``cookie``, with ``app_cookie`` instead (none if
-        empty): a copy and an index at C speed, where :meth:`without_refused` loops in Python."""
+    def with_cookie(
+        self, headers: Sequence[Header], granted: frozenset[str], cookie: bytes, app_cookie: bytes
+    ) -> list[Header]:
+        """``headers``, whose one ``Cookie`` header is ``cookie``, with ``app_cookie`` (its value under
+        ``granted``) instead, none if empty: a copy and an index at C speed, where
+        :meth:`without_refused` loops in Python."""
         replaced = list(headers)
-        index = replaced.index((b"cookie", cookie))
+        try:
+            index = replaced.index((b"cookie", cookie))
+        except ValueError:  # pairs that are lists, not tuples (ASGI allows any iterable)
+            return self.without_refused(headers, granted)
         if app_cookie:
             replaced[index] = (b"cookie", app_cookie)
         else:

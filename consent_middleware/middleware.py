@@ -126,7 +126,7 @@ class ConsentMiddleware:
                 scope["headers"] = self._rules.without_refused(scope["headers"], visitor.granted)
             elif visitor.app_cookie is not None:  # the visitor's one Cookie header, filtered once
                 scope["headers"] = self._rules.with_cookie(
-                    scope["headers"], fields[b"cookie"], visitor.app_cookie
+                    scope["headers"], visitor.granted, fields[b"cookie"], visitor.app_cookie
                 )
         state = scope["state"] = dict(scope.get("state") or ())
         state["consent"] = visitor.state

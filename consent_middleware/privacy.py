@@ -134,9 +134,13 @@ class HeaderReducer:
         if len(fields) == len(headers) and fields.keys() <= self._known:  # set operations, no loop
             reduced = list(headers)
             user_agent = fields.get(b"user-agent")
-            if user_agent is not None:
+            if user_agent is None:
+                return reduced
+            try:
                 reduced[reduced.index((b"user-agent", user_agent))] = GENERIC_USER_AGENT_HEADER
-            return reduced
+                return reduced
+            except ValueError:  # pairs that are lists, not tuples (ASGI allows any iterable): the loop
+                pass
         reduced = reduce_headers(headers, self._withheld)
         known = self._known
         if len(known) < MAX_PASSING_NAMES:

@@ -245,13 +245,14 @@ class PageResponder:
             content_type = content_encoding = b""
             sets_cookies = False
             for name, value in message.get("headers", ()):
-                # ASGI asks for lower-case names, but Django sends "Content-Type".
-                lowered = name.lower()
-                if lowered == b"content-type":
+                # ASGI asks for lower-case names, but Django sends "Content-Type" (islower: no copy).
+                if not name.islower():
+                    name = name.lower()
+                if name == b"content-type":
                     content_type = content_type or value
-                elif lowered == b"content-encoding":
+                elif name == b"content-encoding":
                     content_encoding = content_encoding or value
-                elif lowered == b"set-cookie":
+                elif name == b"set-cookie":
                     sets_cookies = True
             status = message["status"]
             html = (

@@ -55,15 +55,18 @@ def tampered_payload() -> str:
 
 
 def tampered_signature() -> str:
-    value = forge(payload())
-    head, last = value[:-1], value[-1]
-    return head + ("A" if last != "A" else "B")
+    # The signature's first character: all six of its bits are the signature's (the last character's
+    # low bits are base64 padding, which decoding ignores: "A" and "B" there can be the same bytes).
+    data, _, signature = forge(payload()).rpartition(".")
+    return f"{data}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}"
 
 
 def flipped_payload_byte() -> str:
     value = issued_cookie(SECRET, "reject_all")
     data, _, signature = value.rpartition(".")
-    return data[:-1] + ("A" if data[-1] != "A" else "B") + "." + signature
+    # A character in the middle: all six of its bits are the payload's (see tampered_signature).
+    middle = len(data) // 2
+    return data[:middle] + ("A" if data[middle] != "A" else "B") + data[middle + 1 :] + "." + signature
 
 
 def starlette_session_cookie() -> str:

@@ -116,8 +116,8 @@ def test_the_header_reducer_reduces_as_reduce_headers_does(requests: list[list[t
         assert all(value == GENERIC_USER_AGENT for name, value in reduced if name == b"user-agent")
 
 
-@pytest.mark.anyio
-async def test_every_user_agent_is_withheld_when_a_refused_cookie_is_dropped_too() -> None:
+def recording_middleware() -> tuple[ConsentMiddleware, list[list[tuple[bytes, bytes]]]]:
+    """The middleware in front of an app that keeps the headers of each request it gets."""
     seen: list[list[tuple[bytes, bytes]]] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -125,7 +125,12 @@ async def test_every_user_agent_is_withheld_when_a_refused_cookie_is_dropped_too
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    middleware = ConsentMiddleware(app, secret_key=SECRET, consent_log=None, geoip_database=None)
+    return ConsentMiddleware(app, secret_key=SECRET, consent_log=None, geoip_database=None), seen
+
+
+@pytest.mark.anyio
+async def test_every_user_agent_is_withheld_when_a_refused_cookie_is_dropped_too() -> None:
+    middleware, seen = recording_middleware()
     # A cookie the app may see: the names are known to pass from then on.
     await drive(middleware, http_scope(headers=[(b"user-agent", b"Browser/1"), (b"cookie", b"session=1")]))
     headers = [(b"user-agent", b"Browser/1"), (b"cookie", b"_ga=GA1.1.1.1"), (b"user-agent", b"Browser/2")]
@@ -150,14 +155,7 @@ def test_the_app_sees_the_headers_reduced_and_every_cookie_header_filtered(
     # One or several Cookie headers (HTTP/2 sends one per cookie), each request twice: the second
     # time the visitor is known and its filtered Cookie header reused. ASGI allows any iterable for
     # a header pair: lists too.
-    seen: list[list[tuple[bytes, bytes]]] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        seen.append(list(scope["headers"]))
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    middleware = ConsentMiddleware(app, secret_key=SECRET, consent_log=None, geoip_database=None)
+    middleware, seen = recording_middleware()
     withheld = frozenset(name.encode() for name in middleware.config.withheld_headers)
     rules = CookieRules(registry=middleware.config.registry, block_unknown=False)
 

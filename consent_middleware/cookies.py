@@ -120,13 +120,6 @@ class CookieRules:
             return None
         return b";".join(kept).strip()
 
-    def app_cookie(self, header: bytes | None, granted: frozenset[str]) -> bytes | None:
-        """A ``Cookie`` header as the app sees it under ``granted`` (``b""``: not at all), or ``None``
-        when it passes unchanged."""
-        if not header or not self.may_refuse(granted):
-            return None
-        return self.filter_cookie_header(header, granted)
-
     def with_cookie(
         self, headers: Sequence[Header], granted: frozenset[str], cookie: bytes, app_cookie: bytes
     ) -> list[Header]:

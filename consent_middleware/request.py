@@ -356,7 +356,9 @@ class VisitReader:
             shareable,
             fields.get(b"user-agent", b""),
             refuses_cookies,
-            self._rules.app_cookie(cookie_bytes, granted) if refuses_cookies else None,
+            self._rules.filter_cookie_header(cookie_bytes, granted)
+            if cookie_bytes and refuses_cookies
+            else None,
         )
 
     def language_for(

@@ -1062,10 +1062,10 @@ class PageCache:
     markup into the kept template. A page is found by a fingerprint (its length and the 64 bytes in
     its middle, where a site's pages differ most (their starts and ends are the site's template):
     hashing a whole page would cost more than the rest of the request) and then compared whole (a
-    memcmp), so only the very same bytes hit. A page is kept from the second
-    sighting of its fingerprint on (a page that differs per request hardly pushes others out), and
-    the cache holds at most ``max_bytes`` of pages and templates, least recently used out first.
-    Pages over ``max_page`` or holding a NUL byte are rewritten every time.
+    memcmp), so only the very same bytes hit. A page is kept from the second sighting of its
+    fingerprint on (a page that differs per request hardly pushes others out), and the cache holds
+    at most ``max_bytes`` of pages and templates, least recently used out first. Pages over
+    ``max_page`` or holding a NUL byte are rewritten every time.
     """
 
     def __init__(self, *, max_bytes: int = 8 * 1024 * 1024, max_page: int = 512 * 1024) -> None:

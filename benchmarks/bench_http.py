@@ -6,18 +6,23 @@ and uvicorn with uvloop and httptools. Prints its progress, then a Markdown repo
 (``--output FILE`` also writes the report there); exits 1 when any run failed.
 
 Servers. Every variant of ``benchmarks.apps`` the selected cases need (bare, passthrough, gzip, naive,
-limit, consent) gets one uvicorn (1 worker, ``--loop uvloop --http httptools --no-access-log``,
-``--factory benchmarks.apps:served``), all started at once on their own ports, all pinned with
-``taskset -c 0``, and each kept alive for the whole run: a variant is never restarted between rounds, so
-start-up (imports, the limit variant's probe, first-call caches) is paid once and out of every timing.
-The servers share core 0 but only one is loaded at a time; an idle uvicorn wakes ten times a second
-and costs nothing measurable.
+limit, consent) gets its own uvicorn (1 worker, ``--loop uvloop --http httptools --no-access-log``,
+``--factory benchmarks.apps:served``) on its own port, pinned with ``taskset -c 0``. By default
+(``--servers fresh``) every round starts a new set: a process's memory layout and string-hash seed are
+a draw that moves its speed by a few percent for as long as it lives, so one server per variant for the
+whole run made whole runs disagree (the same code measured 0.92 and 0.85 of bare); a new draw per round
+puts that luck inside the medians. Each fresh server answers every case once and takes a warm-up run
+of every case (``--warmup`` seconds, dropped) before the round's measured runs, so start-up (imports,
+the limit variant's probe, first-call caches, the interpreter's specialisation) stays out of every
+timing. ``--servers once`` keeps one set for the whole run (one warm-up round). The servers of a round
+share core 0 but only one is loaded at a time; an idle uvicorn wakes ten times a second and costs
+nothing measurable.
 
 Throughput. Each case is a ``wrk -t1 -c16 -d8s --latency`` run (wrk pinned with ``taskset -c 1``,
 this process too) of one URL with fixed headers: a browser's (``benchmarks.apps.request_scope``:
 User-Agent, Accept, Accept-Language, ``Accept-Encoding: gzip, deflate, br``), and for a decided visitor
 a ``Cookie: consent=...`` made by ``benchmarks.apps.decided_cookie``. Every variant gets the same
-headers: only ``gzip`` acts on Accept-Encoding. A dropped warm-up round (2 s per run by default), then
+headers: only ``gzip`` acts on Accept-Encoding. Warm-up runs (see Servers) are dropped; then
 ``--rounds`` rounds; round r runs every (case, variant) once, cases in an order rotated by r and, in
 each case, variants in an order rotated by r, so that a variant and the bare app it is compared with
 run close together and every variant takes every position. Reported per case and variant: the
@@ -35,7 +40,7 @@ reported too (the middleware may hold the response head until it has read the pa
 each in turn; the report gives medians and the median of the per-try differences to bare. Memory:
 each server's VmRSS (``/proc/PID/status``) after a 1 MB warm-up download, then its peak during the
 first full download (VmHWM, reset through ``/proc/PID/clear_refs`` just before, and VmRSS sampled every
-2 ms), and the peak over all downloads. The stream runs first, while the servers are fresh.
+2 ms), and the peak over all downloads. The stream runs first, on servers of its own.
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -81,6 +86,7 @@ STREAM: Final = "stream"
 STREAM_VARIANTS: Final = ("bare", "consent")
 WRK_GRACE: Final = 60.0  # seconds a wrk run may overrun its duration before it is abandoned
 RSS_SAMPLE: Final = 0.002
+SERVER_START: Final = 2.0  # seconds, about, to start a uvicorn and probe it (for the estimate)
 MB: Final = 1_000_000
 _T = TypeVar("_T")
 
@@ -392,6 +398,42 @@ def run_stream(servers: dict[str, Server], tries: int) -> list[StreamResult]:
     return list(results.values())
 
 
+@contextlib.contextmanager
+def started_servers(
+    names: list[str], *, site: str, directory: Path, pin: bool
+) -> Iterator[dict[str, Server]]:
+    """A uvicorn for each variant in ``names`` (each with a work directory of its own), by variant;
+    stopped on the way out."""
+    with contextlib.ExitStack() as stack:
+        running: dict[str, Server] = {}
+        for name in names:
+            work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=directory))
+            environment = {VARIANT_ENV: name, WORK_ENV: str(work), SITE_ENV: site}
+            port, process = stack.enter_context(uvicorn_server(FACTORY, environment, pin=pin))
+            running[name] = Server(name, port, process.pid)
+        yield running
+
+
+def answered(
+    chosen: list[tuple[Case, list[str]]],
+    cells: dict[tuple[str, str], Cell],
+    servers: dict[str, Server],
+    cookies: dict[str, str],
+) -> None:
+    """Every case answered 200 by every variant before any timing (else exit); the sizes for the report."""
+    for case, names in chosen:
+        headers = browser_headers(cookies.get(case.cookie or ""))
+        for name in names:
+            status, size, encoding = probe(servers[name], case.path, headers)
+            if status != 200:
+                sys.exit(f"{case.name} {name}: HTTP {status} on {case.path}")
+            cells[case.name, name].size, cells[case.name, name].encoding = size, encoding
+    for case_name in ("page", "page-unique"):
+        limit, mine = cells.get((case_name, "limit")), cells.get((case_name, "consent"))
+        if limit is not None and mine is not None and abs(limit.size - mine.size) > 64:
+            print(f"warning: {case_name}: limit sends {limit.size} bytes, consent {mine.size}", flush=True)
+
+
 # -- the rounds -----------------------------------------------------------------------------------------
 
 
@@ -452,9 +494,12 @@ def run_round(
     servers: dict[str, Server],
     cookies: dict[str, str],
     args: argparse.Namespace,
-    seconds: int,
+    *,
     keep: bool,
 ) -> None:
+    """Every (case, variant) once, in the orders of round ``number``: measured runs of ``--duration``
+    seconds kept in ``cells`` (``keep``), or warm-up runs of ``--warmup`` seconds."""
+    seconds = args.duration if keep else args.warmup
     for case, names in rotated(chosen, number):
         headers = browser_headers(cookies.get(case.cookie or ""))
         for name in rotated(names, number):
@@ -610,7 +655,13 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=7, help="measured rounds (default 7)")
     parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
-    parser.add_argument("--warmup", type=int, default=2, help="seconds per run of the warm-up round, 0: none")
+    parser.add_argument("--warmup", type=int, default=1, help="seconds per warm-up run (dropped), 0: none")
+    parser.add_argument(
+        "--servers",
+        choices=("fresh", "once"),
+        default="fresh",
+        help="fresh (default): new servers every round, each warmed up; once: one set for the whole run",
+    )
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument(
         "--cases",
@@ -648,12 +699,12 @@ def main() -> None:
         )
     if not chosen and not streamed:
         parser.error("nothing to run: no selected case has a selected variant")
-    if not pinning():
-        print("warning: taskset or cores 0 and 1 unavailable: server and load are not pinned", flush=True)
 
-    needed = {name for _case, names in chosen for name in names}
-    needed |= set(STREAM_VARIANTS) & set(args.variants) if streamed else set()
-    order = [name for name in ALL_VARIANTS if name in needed]
+    pin = pinning()  # decided before this process pins itself to the load's core
+    if not pin:
+        print("warning: taskset or cores 0 and 1 unavailable: server and load are not pinned", flush=True)
+    measured = [name for name in ALL_VARIANTS if any(name in names for _case, names in chosen)]
+    streamed_variants = [name for name in STREAM_VARIANTS if name in args.variants] if streamed else []
     cookies = {
         "accepted": decided_cookie(ACCEPT_ALL, "accept_all"),
         "rejected": decided_cookie(frozenset(), "reject_all"),
@@ -661,60 +712,59 @@ def main() -> None:
     settings = (
         f"uvicorn (1 worker, uvloop + httptools, no access log) on cpu {SERVER_CPU}, wrk and this process on "
         f"cpu {LOAD_CPU} (taskset)"
-        if pinning()
+        if pin
         else "unpinned (no taskset or fewer than 2 cores)"
     )
+    fresh = args.servers == "fresh"
     runs = sum(len(names) for _case, names in chosen)
-    estimate = runs * (args.warmup + args.rounds * args.duration) + (args.stream_tries * 2 if streamed else 0)
+    warmups = args.rounds if fresh else 1
+    estimate = runs * (warmups * args.warmup + args.rounds * args.duration)
+    estimate += len(measured) * warmups * SERVER_START + (args.stream_tries * 2 if streamed else 0)
     load_before = load_average()
     print(f"load average before: {load_before}", flush=True)
     print(
         f"{settings}; {runs} wrk runs per round: "
         f"`wrk -t1 -c{args.connections} -d{args.duration}s --latency`, "
-        f"{'a ' + str(args.warmup) + ' s warm-up round dropped, then ' if args.warmup else ''}"
+        f"{'fresh servers every round' if fresh else 'one set of servers'}, "
+        f"{'warm-up runs of ' + str(args.warmup) + ' s dropped, ' if args.warmup else ''}"
         f"{args.rounds} rounds; about {estimate / 60:.1f} min",
         flush=True,
     )
 
     cells = {(case.name, name): Cell(case, name) for case, names in chosen for name in names}
     streams: list[StreamResult] = []
-    with tempfile.TemporaryDirectory(prefix="bench-http-") as directory, contextlib.ExitStack() as stack:
-        servers: dict[str, Server] = {}
-        for name in order:  # all started before this process pins itself to the load's core
-            work = Path(directory) / name
-            work.mkdir()
-            environment = {VARIANT_ENV: name, WORK_ENV: str(work), SITE_ENV: args.site}
-            port, process = stack.enter_context(uvicorn_server(FACTORY, environment))
-            servers[name] = Server(name, port, process.pid)
-        if pinning():
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as directory:
+        if pin:
             os.sched_setaffinity(0, {LOAD_CPU})
-        print(
-            f"servers: {', '.join(f'{s.variant} :{s.port} pid {s.pid}' for s in servers.values())}",
-            flush=True,
-        )
 
-        for case, names in chosen:  # every variant answers 200 before any timing; sizes for the report
-            headers = browser_headers(cookies.get(case.cookie or ""))
-            for name in names:
-                status, size, encoding = probe(servers[name], case.path, headers)
-                if status != 200:
-                    sys.exit(f"{case.name} {name}: HTTP {status} on {case.path}")
-                cells[case.name, name].size, cells[case.name, name].encoding = size, encoding
-        for case_name in ("page", "page-unique"):
-            limit, mine = cells.get((case_name, "limit")), cells.get((case_name, "consent"))
-            if limit is not None and mine is not None and abs(limit.size - mine.size) > 64:
-                print(
-                    f"warning: {case_name}: limit sends {limit.size} bytes, consent {mine.size}", flush=True
-                )
+        def servers(names: list[str]) -> contextlib.AbstractContextManager[dict[str, Server]]:
+            return started_servers(names, site=args.site, directory=Path(directory), pin=pin)
 
-        if streamed:
+        def ready(running: dict[str, Server]) -> None:
+            print(f"servers: {', '.join(f'{s.variant} :{s.port} pid {s.pid}' for s in running.values())}")
+            answered(chosen, cells, running, cookies)
+
+        if streamed_variants:
             print("stream:", flush=True)
-            streams = run_stream(servers, args.stream_tries)
-        if chosen and args.warmup:
-            run_round(0, "warm-up", chosen, cells, servers, cookies, args, args.warmup, keep=False)
-        for number in range(1, args.rounds + 1):
-            label = f"round {number}/{args.rounds}"
-            run_round(number, label, chosen, cells, servers, cookies, args, args.duration, keep=True)
+            with servers(streamed_variants) as running:
+                streams = run_stream(running, args.stream_tries)
+        if chosen and fresh:
+            for number in range(1, args.rounds + 1):
+                with servers(measured) as running:
+                    ready(running)
+                    label = f"round {number}/{args.rounds}"
+                    if args.warmup:
+                        warm_up = f"{label} warm-up"
+                        run_round(number, warm_up, chosen, cells, running, cookies, args, keep=False)
+                    run_round(number, label, chosen, cells, running, cookies, args, keep=True)
+        elif chosen:
+            with servers(measured) as running:
+                ready(running)
+                if args.warmup:
+                    run_round(0, "warm-up", chosen, cells, running, cookies, args, keep=False)
+                for number in range(1, args.rounds + 1):
+                    label = f"round {number}/{args.rounds}"
+                    run_round(number, label, chosen, cells, running, cookies, args, keep=True)
 
     header = [
         "## HTTP throughput and streaming (`python -m benchmarks.bench_http`)",
@@ -723,10 +773,16 @@ def main() -> None:
         f"Site (the app behind every variant): {args.site}.",
         f"Load average (1, 5, 15 min) before: {load_before}, after: {load_average()}.",
         "",
-        f"How: {settings}; one server per variant, started once. Per case and variant, "
-        f"`wrk -t1 -c{args.connections} -d{args.duration}s --latency` with a browser's headers"
-        + (f"; a {args.warmup} s warm-up round dropped" if args.warmup else "")
-        + f", then {args.rounds} interleaved round{'s' if args.rounds != 1 else ''} "
+        f"How: {settings}; "
+        + (
+            "a fresh server per variant every round (a new process: a new draw of memory layout and hash "
+            "seed), each warmed up"
+            if fresh
+            else "one server per variant, started once"
+        )
+        + (f" with a {args.warmup} s run of every case, dropped" if args.warmup else "")
+        + f". Per case and variant, `wrk -t1 -c{args.connections} -d{args.duration}s --latency` with a "
+        f"browser's headers, {args.rounds} interleaved round{'s' if args.rounds != 1 else ''} "
         "(order rotated each round). "
         'req/s, latencies and server CPU per request are medians over the rounds; "vs" columns are medians '
         "of per-round ratios of req/s (bare: same case, same round). bytes: the response body as sent. "

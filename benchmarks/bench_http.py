@@ -741,7 +741,8 @@ def main() -> None:
             return started_servers(names, site=args.site, directory=Path(directory), pin=pin)
 
         def ready(running: dict[str, Server]) -> None:
-            print(f"servers: {', '.join(f'{s.variant} :{s.port} pid {s.pid}' for s in running.values())}")
+            listed = ", ".join(f"{s.variant} :{s.port} pid {s.pid}" for s in running.values())
+            print(f"servers: {listed}", flush=True)
             answered(chosen, cells, running, cookies)
 
         if streamed_variants:

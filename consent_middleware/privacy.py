@@ -33,9 +33,9 @@ WITHHELD_HEADERS: Final = ("x-forwarded-for", "forwarded", "x-real-ip")
 CLIENT_HINT_PREFIX: Final = b"sec-ch-ua"
 #: Asked for once the device category is granted: viewport width and pixel ratio.
 ACCEPT_CH: Final = "Sec-CH-Viewport-Width, Sec-CH-DPR"
-#: Header names HeaderReducer remembers as passing (at most this many, this long).
-MAX_PASSING_NAMES: Final = 256
-MAX_PASSING_NAME: Final = 64
+#: Request shapes (header names in order) HeaderReducer remembers, up to this many bytes of names each.
+MAX_SHAPES: Final = 256
+MAX_SHAPE_BYTES: Final = 1024
 IPV4_PREFIX: Final = 24
 IPV6_PREFIX: Final = 48
 
@@ -118,33 +118,34 @@ def reduce_headers(
 
 class HeaderReducer:
     """:func:`reduce_headers` for one set of withheld names, on every request before consent, at C
-    speed for most requests: it remembers the names it has let through, and a request whose names
-    are all such names or ``User-Agent``, each once, only has its user agent replaced."""
+    speed for most requests: it remembers the shapes of the requests (their header names, in order)
+    that only had their user agent replaced, and where it was; browsers of one kind send one shape."""
 
     def __init__(self, withheld: Iterable[bytes]) -> None:
         self._withheld = frozenset(withheld)
-        # Names seen to pass unchanged, and the user agent (replaced in place).
-        self._known: set[bytes] = {b"user-agent"}
+        # A request's header names (in the order of their dict, which follows the headers' when no
+        # name repeats) -> the index of its User-Agent header (None: it has none).
+        self._shapes: dict[tuple[bytes, ...], int | None] = {}
 
-    def __call__(
+    def reduce(
         self, headers: Sequence[tuple[bytes, bytes]], fields: Mapping[bytes, bytes]
     ) -> list[tuple[bytes, bytes]]:
         """``headers`` reduced; ``fields`` is their dict (each name to its first value), built from
         this very list: equal lengths then mean that no name repeats."""
-        if len(fields) == len(headers) and fields.keys() <= self._known:  # set operations, no loop
-            reduced = list(headers)
-            user_agent = fields.get(b"user-agent")
-            if user_agent is None:
+        no_repeats = len(fields) == len(headers)
+        if no_repeats:
+            shape = tuple(fields)
+            index = self._shapes.get(shape, -1)
+            if index != -1:
+                reduced = list(headers)
+                if index is not None:
+                    reduced[index] = GENERIC_USER_AGENT_HEADER
                 return reduced
-            try:
-                reduced[reduced.index((b"user-agent", user_agent))] = GENERIC_USER_AGENT_HEADER
-                return reduced
-            except ValueError:  # pairs that are lists, not tuples (ASGI allows any iterable): the loop
-                pass
         reduced = reduce_headers(headers, self._withheld)
-        known = self._known
-        if len(known) < MAX_PASSING_NAMES:
-            for name, _ in reduced:
-                if len(name) <= MAX_PASSING_NAME:
-                    known.add(name)
+        if no_repeats and len(reduced) == len(headers) and sum(map(len, shape)) <= MAX_SHAPE_BYTES:
+            if len(self._shapes) >= MAX_SHAPES:
+                self._shapes.clear()  # at once: dropping the oldest one by one rescans the dict
+            self._shapes[shape] = next(
+                (index for index, (name, _) in enumerate(headers) if name == b"user-agent"), None
+            )
         return reduced

@@ -139,10 +139,10 @@ class DecisionCodec:
             return None
         return verified
 
-    def window(self, decision: Decision) -> tuple[int, int]:
+    def window(self, decision: Decision) -> tuple[float, float]:
         """When a cookie holding ``decision`` is live: from its time (less the clock skew allowed)
-        until it expires."""
-        return decision.decided_at - CLOCK_SKEW, decision.decided_at + self._max_age
+        until it expires (floats: they are compared with ``time.time()`` on every request)."""
+        return float(decision.decided_at - CLOCK_SKEW), float(decision.decided_at + self._max_age)
 
     def _verify(self, value: str) -> VerifiedDecision | None:
         if not COOKIE_VALUE.fullmatch(value):

@@ -6,10 +6,12 @@ import asyncio
 import gc
 import gzip
 import re
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from asgiref.wsgi import WsgiToAsgi
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
@@ -476,3 +478,19 @@ def test_a_request_leaves_no_cyclic_garbage() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_a_wsgi_app_under_asgiref_gets_a_send_marked_async() -> None:
+    # asgiref's WsgiToAsgi (Django's and Flask's way onto ASGI) hands the send it is given to
+    # async_to_sync, which warns about a callable not marked as a coroutine function.
+    def wsgi_app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [b"<html><head></head><body><p>WSGI</p></body></html>"]
+
+    client = TestClient(ConsentMiddleware(WsgiToAsgi(wsgi_app), secret_key=SECRET))  # type: ignore[no-untyped-call]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        response = client.get("/")
+    assert response.status_code == 200
+    assert BANNER in response.content
+    assert not [warning for warning in caught if "async_to_sync" in str(warning.message)]

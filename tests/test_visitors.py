@@ -23,7 +23,13 @@ from consent_middleware import ConsentMiddleware
 from consent_middleware import request as request_module
 from consent_middleware import state as state_module
 from consent_middleware.cookies import CookieRules
-from consent_middleware.privacy import GENERIC_USER_AGENT, HeaderReducer, reduce_headers
+from consent_middleware.privacy import (
+    GENERIC_USER_AGENT,
+    MAX_SHAPE_BYTES,
+    MAX_SHAPES,
+    HeaderReducer,
+    reduce_headers,
+)
 from consent_middleware.state import Decision, DecisionCodec, new_consent_id
 from tests.conftest import SECRET, drive, html_app, http_scope
 
@@ -111,9 +117,23 @@ HEADERS = st.lists(st.tuples(HEADER_NAMES, st.binary(max_size=8)), max_size=12)
 def test_the_header_reducer_reduces_as_reduce_headers_does(requests: list[list[tuple[bytes, bytes]]]) -> None:
     reducer = HeaderReducer(WITHHELD)
     for headers in requests * 2:  # the second time round, the names are known
-        reduced = reducer(headers, dict(reversed(headers)))
+        reduced = reducer.reduce(headers, dict(reversed(headers)))
         assert reduced == reduce_headers(headers, WITHHELD)
         assert all(value == GENERIC_USER_AGENT for name, value in reduced if name == b"user-agent")
+
+
+def test_the_header_reducer_keeps_a_bounded_number_of_request_shapes() -> None:
+    reducer = HeaderReducer(WITHHELD)
+    long_name = b"x-" + b"a" * MAX_SHAPE_BYTES
+    for number in range(MAX_SHAPES * 3):
+        name = long_name if number % 2 else b"x-%d" % number
+        headers = [(name, b"1"), (b"user-agent", b"Browser/1")]
+        for _ in range(2):
+            reduced = reducer.reduce(headers, dict(reversed(headers)))
+            assert reduced == [(name, b"1"), (b"user-agent", GENERIC_USER_AGENT)]
+    shapes = reducer._shapes
+    assert 0 < len(shapes) <= MAX_SHAPES
+    assert all(long_name not in shape for shape in shapes)
 
 
 def recording_middleware() -> tuple[ConsentMiddleware, list[list[tuple[bytes, bytes]]]]:

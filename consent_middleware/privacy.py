@@ -123,8 +123,8 @@ class HeaderReducer:
 
     def __init__(self, withheld: Iterable[bytes]) -> None:
         self._withheld = frozenset(withheld)
-        # A request's header names (in the order of their dict, which follows the headers' when no
-        # name repeats) -> the index of its User-Agent header (None: it has none).
+        # A request's header names, as the keys of its header dict (the names in reverse order, when
+        # none repeats) -> the index of its User-Agent header (None: it has none).
         self._shapes: dict[tuple[bytes, ...], int | None] = {}
 
     def reduce(

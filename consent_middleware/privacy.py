@@ -119,13 +119,15 @@ def reduce_headers(
 class HeaderReducer:
     """:func:`reduce_headers` for one set of withheld names, on every request before consent, at C
     speed for most requests: it remembers the shapes of the requests (their header names, in order)
-    that only had their user agent replaced, and where it was; browsers of one kind send one shape."""
+    and how each is reduced: the positions of the headers kept (None: all; Chromium's client hints
+    are dropped) and the user agent's; browsers of one kind send one shape."""
 
     def __init__(self, withheld: Iterable[bytes]) -> None:
         self._withheld = frozenset(withheld)
         # A request's header names, as the keys of its header dict (the names in reverse order, when
-        # none repeats) -> the index of its User-Agent header (None: it has none).
-        self._shapes: dict[tuple[bytes, ...], int | None] = {}
+        # none repeats) -> the positions of the headers kept (None: all), the user agent's position
+        # among them (None: it has none).
+        self._shapes: dict[tuple[bytes, ...], tuple[tuple[int, ...] | None, int | None]] = {}
 
     def reduce(
         self, headers: Sequence[tuple[bytes, bytes]], fields: Mapping[bytes, bytes]
@@ -135,17 +137,28 @@ class HeaderReducer:
         no_repeats = len(fields) == len(headers)
         if no_repeats:
             shape = tuple(fields)
-            index = self._shapes.get(shape, -1)
-            if index != -1:
-                reduced = list(headers)
-                if index is not None:
-                    reduced[index] = GENERIC_USER_AGENT_HEADER
+            known = self._shapes.get(shape)
+            if known is not None:
+                kept, agent = known
+                reduced = list(headers) if kept is None else list(map(headers.__getitem__, kept))
+                if agent is not None:
+                    reduced[agent] = GENERIC_USER_AGENT_HEADER
                 return reduced
         reduced = reduce_headers(headers, self._withheld)
-        if no_repeats and len(reduced) == len(headers) and sum(map(len, shape)) <= MAX_SHAPE_BYTES:
+        if no_repeats and sum(map(len, shape)) <= MAX_SHAPE_BYTES:
             if len(self._shapes) >= MAX_SHAPES:
                 self._shapes.clear()  # at once: dropping the oldest one by one rescans the dict
-            self._shapes[shape] = next(
-                (index for index, (name, _) in enumerate(headers) if name == b"user-agent"), None
-            )
+            self._shapes[shape] = self._plan([pair[0] for pair in headers])
         return reduced
+
+    def _plan(self, names: list[bytes]) -> tuple[tuple[int, ...] | None, int | None]:
+        """How headers with these names (none repeats) are reduced: the positions kept, the user
+        agent's among them."""
+        kept = tuple(
+            index
+            for index, name in enumerate(names)
+            if name == b"user-agent"
+            or (name not in self._withheld and not name.startswith(CLIENT_HINT_PREFIX))
+        )
+        agent = next((position for position, index in enumerate(kept) if names[index] == b"user-agent"), None)
+        return (None if len(kept) == len(names) else kept), agent

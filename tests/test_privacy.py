@@ -68,21 +68,23 @@ def client(tmp_path: Path) -> TestClient:
 
 
 def test_before_consent_the_app_sees_neither_the_ip_nor_the_device(client: TestClient) -> None:
-    seen = client.get("/", headers=REVEALING).json()
-    assert seen["client"] == ["81.246.10.0", 0]
-    assert seen["headers"]["user-agent"] == "Mozilla/5.0 (withheld until consent)"
-    assert not {
-        "sec-ch-ua",
-        "sec-ch-ua-platform",
-        "sec-ch-ua-mobile",
-        "x-forwarded-for",
-        "forwarded",
-        "x-real-ip",
-    } & set(seen["headers"])
-    assert seen["device"] is None
-    assert seen["client_ip"] is None
-    assert seen["country"] is None
-    assert seen["security_client_ip"] == BELGIAN_IP  # for rate limiting and abuse defence only
+    # Twice: the second request's header names are a shape the middleware knows (its fast path).
+    for _ in range(2):
+        seen = client.get("/", headers=REVEALING).json()
+        assert seen["client"] == ["81.246.10.0", 0]
+        assert seen["headers"]["user-agent"] == "Mozilla/5.0 (withheld until consent)"
+        assert not {
+            "sec-ch-ua",
+            "sec-ch-ua-platform",
+            "sec-ch-ua-mobile",
+            "x-forwarded-for",
+            "forwarded",
+            "x-real-ip",
+        } & set(seen["headers"])
+        assert seen["device"] is None
+        assert seen["client_ip"] is None
+        assert seen["country"] is None
+        assert seen["security_client_ip"] == BELGIAN_IP  # for rate limiting and abuse defence only
 
 
 def test_after_consent_the_app_sees_both(client: TestClient) -> None:

@@ -111,9 +111,14 @@ def reduce_headers(
         name = pair[0]
         if name == b"user-agent":
             append((name, GENERIC_USER_AGENT))
-        elif name not in withheld and not name.startswith(CLIENT_HINT_PREFIX):
+        elif reaches_app(name, withheld):
             append(pair)
     return reduced
+
+
+def reaches_app(name: bytes, withheld: Collection[bytes]) -> bool:
+    """Whether a request header reaches the app before consent (the user agent does, reduced)."""
+    return name == b"user-agent" or (name not in withheld and not name.startswith(CLIENT_HINT_PREFIX))
 
 
 class HeaderReducer:
@@ -154,11 +159,6 @@ class HeaderReducer:
     def _plan(self, names: list[bytes]) -> tuple[tuple[int, ...] | None, int | None]:
         """How headers with these names (none repeats) are reduced: the positions kept, the user
         agent's among them."""
-        kept = tuple(
-            index
-            for index, name in enumerate(names)
-            if name == b"user-agent"
-            or (name not in self._withheld and not name.startswith(CLIENT_HINT_PREFIX))
-        )
+        kept = tuple(index for index, name in enumerate(names) if reaches_app(name, self._withheld))
         agent = next((position for position, index in enumerate(kept) if names[index] == b"user-agent"), None)
         return (None if len(kept) == len(names) else kept), agent

@@ -18,18 +18,23 @@ timing. ``--servers once`` keeps one set for the whole run (one warm-up round). 
 share core 0 but only one is loaded at a time; an idle uvicorn wakes ten times a second and costs
 nothing measurable.
 
-Throughput. Each case is a ``wrk -t1 -c16 -d8s --latency`` run (wrk pinned with ``taskset -c 1``,
-this process too) of one URL with fixed headers: a browser's (``benchmarks.apps.request_scope``:
-User-Agent, Accept, Accept-Language, ``Accept-Encoding: gzip, deflate, br``), and for a decided visitor
-a ``Cookie: consent=...`` made by ``benchmarks.apps.decided_cookie``. Every variant gets the same
+Throughput. Each case gets ``--duration`` (8) seconds of load per variant and round, as ``--slices``
+(8) runs of ``wrk -t1 -c16 -d1s --latency`` (wrk pinned with ``taskset -c 1``, this process too), the
+case's variants taking turns slice by slice (A B, B A, A B, ...): the host's speed drifts over seconds,
+and a variant measured in one 8 s block and the bare app in the next differed by that drift (per-round
+ratios spread twice as wide as with 1 s turns, session 8). A round's req/s is the mean of its slices',
+its latencies the medians of theirs, its server CPU per request over all of them. Each run loads one
+URL with fixed headers: a browser's (``benchmarks.apps.request_scope``: User-Agent, Accept,
+Accept-Language, ``Accept-Encoding: gzip, deflate, br``), and for a decided visitor a
+``Cookie: consent=...`` made by ``benchmarks.apps.decided_cookie``. Every variant gets the same
 headers: only ``gzip`` acts on Accept-Encoding. Warm-up runs (see Servers) are dropped; then
 ``--rounds`` rounds; round r runs every (case, variant) once, cases in an order rotated by r and, in
 each case, variants in an order rotated by r, so that a variant and the bare app it is compared with
 run close together and every variant takes every position. Reported per case and variant: the
 median req/s, p50 and p99 latency and server CPU per request (uvicorn's user + system time from
 ``/proc``) over the rounds, and the median over rounds of the ratio to the bare app of the same round
-(for consent also to limit and to naive). A run with a non-2xx answer, a socket error or no request is
-failed: left out of the medians, counted in the report.
+(for consent also to limit and to naive). A round's run with a non-2xx answer, a socket error or no
+request in any slice is failed: left out of the medians, counted in the report.
 
 Streaming. ``/stream`` (100 MB of HTML in 64 KiB chunks, no Content-Length) for bare and consent, an
 undecided visitor, through a raw socket read as fast as this process can. Time to first byte is from
@@ -85,6 +90,7 @@ NO_LIMIT: Final = tuple(name for name in ALL_VARIANTS if name != "limit")
 STREAM: Final = "stream"
 STREAM_VARIANTS: Final = ("bare", "consent")
 WRK_GRACE: Final = 60.0  # seconds a wrk run may overrun its duration before it is abandoned
+WRK_START: Final = 0.1  # seconds, about, a wrk run takes beyond its duration (for the estimate)
 RSS_SAMPLE: Final = 0.002
 SERVER_START: Final = 2.0  # seconds, about, to start a uvicorn and probe it (for the estimate)
 MB: Final = 1_000_000
@@ -486,6 +492,28 @@ def plan(cases: Sequence[Case], variants: Sequence[str]) -> list[tuple[Case, lis
     return chosen
 
 
+def combined(slices: Sequence[WrkRun]) -> WrkRun:
+    """One run made of equal slices: the mean rate, the medians of the slices' latencies, the server's
+    CPU time per request over them all; failed if any slice failed."""
+    if len(slices) == 1:
+        return slices[0]
+    requests = sum(one.requests for one in slices)
+    cpu = sum(one.cpu_us * one.requests for one in slices)
+    problems = "; ".join(dict.fromkeys(one.problem for one in slices if one.problem))
+    return WrkRun(
+        statistics.fmean(one.rate for one in slices),
+        statistics.median(one.p50 for one in slices),
+        statistics.median(one.p99 for one in slices),
+        requests,
+        sum(one.non_2xx for one in slices),
+        sum(one.socket_errors for one in slices),
+        cpu / max(requests, 1),
+        statistics.fmean(one.busy for one in slices),
+        problems,
+        "; ".join(one.socket_detail for one in slices if one.socket_errors),
+    )
+
+
 def run_round(
     number: int,
     label: str,
@@ -498,13 +526,22 @@ def run_round(
     keep: bool,
 ) -> None:
     """Every (case, variant) once, in the orders of round ``number``: measured runs of ``--duration``
-    seconds kept in ``cells`` (``keep``), or warm-up runs of ``--warmup`` seconds."""
-    seconds = args.duration if keep else args.warmup
+    seconds kept in ``cells`` (``keep``), each made of ``--slices`` slices with the case's variants
+    taking turns (A B, B A, A B, ...), or warm-up runs of ``--warmup`` seconds."""
+    slices = args.slices if keep else 1
+    seconds = args.duration // slices if keep else args.warmup
     for case, names in rotated(chosen, number):
         headers = browser_headers(cookies.get(case.cookie or ""))
-        for name in rotated(names, number):
-            server = servers[name]
-            run = run_wrk(server.port, server.pid, case.path, headers, args.connections, seconds)
+        order = rotated(names, number)
+        runs: dict[str, list[WrkRun]] = {name: [] for name in order}
+        for turn in range(slices):
+            for name in order if turn % 2 == 0 else order[::-1]:
+                server = servers[name]
+                runs[name].append(
+                    run_wrk(server.port, server.pid, case.path, headers, args.connections, seconds)
+                )
+        for name in order:
+            run = combined(runs[name])
             print(f"  {label} {case.name:13} {name:11} {run.describe()}", flush=True)
             if keep:
                 cells[case.name, name].runs.append(run)
@@ -654,7 +691,15 @@ def main() -> None:
         epilog="Quick run: python -m benchmarks.bench_http --rounds 1 --duration 2 --stream-tries 3",
     )
     parser.add_argument("--rounds", type=int, default=7, help="measured rounds (default 7)")
-    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run (default 8)")
+    parser.add_argument(
+        "--duration", type=int, default=8, help="measured seconds per case, variant and round (default 8)"
+    )
+    parser.add_argument(
+        "--slices",
+        type=int,
+        default=8,
+        help="wrk runs the duration is split into, the case's variants taking turns (default 8: 1 s each)",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="seconds per warm-up run (dropped), 0: none")
     parser.add_argument(
         "--servers",
@@ -686,6 +731,8 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.rounds <= 50 or not 1 <= args.duration <= 600 or not 0 <= args.warmup <= 600:
         parser.error("--rounds 1..50, --duration 1..600 s, --warmup 0..600 s")
+    if not 1 <= args.slices <= args.duration or args.duration % args.slices:
+        parser.error("--slices must divide --duration (whole seconds per wrk run)")
     if not 1 <= args.connections <= 10_000 or not 1 <= args.stream_tries <= 1000:
         parser.error("--connections 1..10000, --stream-tries 1..1000")
     if not fast_stack():
@@ -718,13 +765,19 @@ def main() -> None:
     fresh = args.servers == "fresh"
     runs = sum(len(names) for _case, names in chosen)
     warmups = args.rounds if fresh else 1
-    estimate = runs * (warmups * args.warmup + args.rounds * args.duration)
+    estimate = runs * (warmups * args.warmup + args.rounds * (args.duration + args.slices * WRK_START))
     estimate += len(measured) * warmups * SERVER_START + (args.stream_tries * 2 if streamed else 0)
+    slice_seconds = args.duration // args.slices
+    slicing = (
+        f"`wrk -t1 -c{args.connections} -d{args.duration}s --latency`"
+        if args.slices == 1
+        else f"{args.slices} runs of `wrk -t1 -c{args.connections} -d{slice_seconds}s --latency`, the "
+        "case's variants taking turns (A B, B A, ...)"
+    )
     load_before = load_average()
     print(f"load average before: {load_before}", flush=True)
     print(
-        f"{settings}; {runs} wrk runs per round: "
-        f"`wrk -t1 -c{args.connections} -d{args.duration}s --latency`, "
+        f"{settings}; {runs} cells per round, each {slicing}, "
         f"{'fresh servers every round' if fresh else 'one set of servers'}, "
         f"{'warm-up runs of ' + str(args.warmup) + ' s dropped, ' if args.warmup else ''}"
         f"{args.rounds} rounds; about {estimate / 60:.1f} min",
@@ -782,10 +835,15 @@ def main() -> None:
             else "one server per variant, started once"
         )
         + (f" with a {args.warmup} s run of every case, dropped" if args.warmup else "")
-        + f". Per case and variant, `wrk -t1 -c{args.connections} -d{args.duration}s --latency` with a "
+        + f". Per case and variant and round, {args.duration} s of load: {slicing}, with a "
         f"browser's headers, {args.rounds} interleaved round{'s' if args.rounds != 1 else ''} "
         "(order rotated each round). "
-        'req/s, latencies and server CPU per request are medians over the rounds; "vs" columns are medians '
+        + (
+            "A round's req/s is the mean of its slices', its latencies the medians of theirs. "
+            if args.slices > 1
+            else ""
+        )
+        + 'req/s, latencies and server CPU per request are medians over the rounds; "vs" columns are medians '
         "of per-round ratios of req/s (bare: same case, same round). bytes: the response body as sent. "
         "Server busy: uvicorn's CPU time over wall time (100%: core 0 saturated; much less means the "
         "load or another process held the server back).",

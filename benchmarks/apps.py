@@ -29,12 +29,11 @@ import concurrent.futures
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from starlette.applications import Starlette
-from starlette.datastructures import MutableHeaders
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
@@ -251,7 +250,14 @@ async def _body_of(response: Response) -> AsyncIterator[bytes]:
 
 
 class InjectionLimit:
-    """Adds ``extra_headers`` and ``extra_body`` bytes to every HTML page, with no decision at all."""
+    """Adds ``extra_headers`` and ``extra_body`` bytes to every HTML page, with no decision at all.
+
+    The least any injecting layer does: one pass over the start's headers (the content type read, the
+    length replaced), the bytes appended to the last body chunk, and ``send`` a plain function handing
+    on the server's awaitable, as this middleware's is. (Until session 9 it edited the start through
+    ``MutableHeaders``, in a coroutine per message: 3.9 µs per page in process, logic a limit should
+    not have.)
+    """
 
     def __init__(self, app: ASGIApp, *, extra_headers: list[tuple[bytes, bytes]], extra_body: bytes) -> None:
         self.app = app
@@ -262,22 +268,29 @@ class InjectionLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        extra_headers, extra_body = self.extra_headers, self.extra_body
         html = False
 
-        async def inject(message: Message) -> None:
+        def inject(message: Message) -> Awaitable[None]:
             nonlocal html
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(raw=list(message["headers"]))
-                html = headers.get("content-type", "").startswith("text/html")
+                headers = []
+                length: bytes | None = None
+                for name, value in message.get("headers", ()):
+                    if name == b"content-type":
+                        html = value.startswith(b"text/html")
+                    elif name == b"content-length":
+                        length = value
+                        continue
+                    headers.append((name, value))
                 if html:
-                    headers.raw.extend(self.extra_headers)
-                    length = headers.get("content-length")
+                    headers += extra_headers
                     if length is not None:
-                        headers["content-length"] = str(int(length) + len(self.extra_body))
-                    message = {**message, "headers": headers.raw}
+                        headers.append((b"content-length", b"%d" % (int(length) + len(extra_body))))
+                    return send({**message, "headers": headers})
             elif html and message["type"] == "http.response.body" and not message.get("more_body"):
-                message = {**message, "body": message.get("body", b"") + self.extra_body}
-            await send(message)
+                return send({**message, "body": message.get("body", b"") + extra_body})
+            return send(message)
 
         await self.app(scope, receive, inject)
 

@@ -248,10 +248,16 @@ class VisitReader:
 
     def read(self, scope: Scope) -> tuple[Visitor, dict[bytes, bytes]]:
         """The request's visitor (shared with earlier requests that sent the same identifying headers,
-        or its own when it chooses a language with ``?lang=``), and its header fields."""
+        or its own when it chooses a language with ``?lang=``), and its header fields (several
+        ``Cookie`` headers joined into one field)."""
         # First of each name wins, as with Headers.get (names are lower case in ASGI); the headers are
         # a list or a tuple (the middleware makes them one).
-        fields = dict(reversed(scope["headers"]))
+        headers = scope["headers"]
+        fields = dict(reversed(headers))
+        if len(fields) != len(headers) and b"cookie" in fields:
+            # HTTP/2 may send each cookie in a Cookie header of its own: read as one header, joined
+            # as RFC 9113 (8.2.3) joins them, so a decision in the second one counts too.
+            fields[b"cookie"] = b"; ".join([value for name, value in headers if name == b"cookie"])
         query: bytes = scope.get("query_string", b"")
         # find, not "in": bytes.__contains__ first tries its argument as an int and formats an error.
         if query and query.find(b"lang=") != -1:

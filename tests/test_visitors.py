@@ -31,7 +31,7 @@ from consent_middleware.privacy import (
     reduce_headers,
 )
 from consent_middleware.state import Decision, DecisionCodec, new_consent_id
-from tests.conftest import SECRET, drive, html_app, http_scope
+from tests.conftest import SECRET, body_of, drive, html_app, http_scope
 
 WITHHELD = frozenset({b"x-forwarded-for", b"forwarded", b"x-real-ip"})
 
@@ -217,3 +217,28 @@ def test_each_page_of_one_visitor_gets_its_own_return_path() -> None:
         links = re.findall(r"next=([^\"&\s]*)", client.get(path).text)
         assert links
         assert {unquote(link) for link in links} == {path}
+
+
+def test_a_decision_in_a_second_cookie_header_counts() -> None:
+    # HTTP/2 may send each cookie in a Cookie header of its own (RFC 9113 8.2.3).
+    seen: list[tuple[bool, list[bytes]]] = []
+    page = html_app()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        cookies = [value for name, value in scope["headers"] if name == b"cookie"]
+        seen.append((scope["state"]["consent"].decided, cookies))
+        await page(scope, receive, send)
+
+    middleware = ConsentMiddleware(app, secret_key=SECRET, consent_log=None, geoip_database=None)
+    codec = DecisionCodec.for_config(middleware.config)
+    granted = frozenset(category.name for category in middleware.config.categories)
+    decision = Decision(
+        new_consent_id(), middleware.config.policy_version, granted, int(time.time()), "accept_all"
+    )
+    headers = [(b"cookie", b"_ga=GA1.1.1.1"), (b"cookie", b"consent=" + codec.encode(decision).encode())]
+    for _ in range(2):  # the second time, the visitor is known
+        messages = asyncio.run(drive(middleware, http_scope(headers=headers)))
+        body = body_of(messages)
+        assert b'id="consent-banner"' not in body
+        assert b'id="consent-settings"' in body
+    assert seen == [(True, [b"_ga=GA1.1.1.1", b"consent=" + codec.encode(decision).encode()])] * 2

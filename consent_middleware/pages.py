@@ -273,7 +273,11 @@ class PageResponder:
         # Inline, as the lean path for what is no page (a JSON route) ends here.
         content_type = content_encoding = b""
         sets_cookies = False
-        for name, value in message.get("headers", ()):
+        headers = message.get("headers", ())
+        if type(headers) is not list and type(headers) is not tuple:  # any iterable, says ASGI: read once
+            message = {**message, "headers": list(headers)}
+            headers = message["headers"]
+        for name, value in headers:
             # ASGI asks for lower-case names, but Django sends "Content-Type" (islower: no copy).
             if not name.islower():
                 name = name.lower()

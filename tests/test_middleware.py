@@ -494,3 +494,17 @@ def test_a_wsgi_app_under_asgiref_gets_a_send_marked_async() -> None:
     assert response.status_code == 200
     assert BANNER in response.content
     assert not [warning for warning in caught if "async_to_sync" in str(warning.message)]
+
+
+@pytest.mark.parametrize("content_type", [b"text/html", b"application/json"])
+def test_response_headers_given_as_a_generator_all_reach_the_server(content_type: bytes) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        pairs = [(b"content-type", content_type), (b"x-request-id", b"7")]
+        await send({"type": "http.response.start", "status": 200, "headers": (pair for pair in pairs)})
+        await send({"type": "http.response.body", "body": html_page()})
+
+    middleware = ConsentMiddleware(app, secret_key=SECRET, consent_log=None, geoip_database=None)
+    for _ in range(2):
+        headers = headers_of(asyncio.run(drive(middleware, http_scope())))
+        assert headers["content-type"] == [content_type.decode()]
+        assert headers["x-request-id"] == ["7"]
